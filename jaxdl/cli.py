@@ -1,0 +1,102 @@
+"""The option vocabulary every experiment shares, and the error handling of every command.
+
+Experiments build their parser with `parser(defaults)`, so the same option means the same thing
+everywhere (--dataset, --data_dir, --model, --epochs, --batch_size, --lr, --optimizer,
+--schedule, --weight_decay, --seed, --workdir, ...), and `--help` prints every default.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from collections.abc import Callable
+
+from jaxdl.errors import ConfigError
+from jaxdl.optim import OPTIMIZERS, SCHEDULES, WEIGHT_DECAY_MODES
+from jaxdl.train import DTYPES, TrainConfig
+
+_HELP = {
+    "dataset": "TFDS dataset name",
+    "data_dir": "folder with TFDS's prepared data (default: $TFDS_DATA_DIR)",
+    "model": "model name from jaxdl.models.names()",
+    "epochs": "training epochs",
+    "batch_size": "training batch size (global, across devices)",
+    "eval_batch_size": "evaluation batch size",
+    "lr": "peak learning rate",
+    "optimizer": "optimizer",
+    "schedule": "learning-rate schedule",
+    "warmup_epochs": "linear warm-up length for warmup_cosine",
+    "momentum": "momentum for momentum / nesterov",
+    "weight_decay": "weight decay coefficient (kernels only)",
+    "weight_decay_mode": "l2 (in the loss) or decoupled (AdamW-style); default: decoupled for "
+    "adamw, l2 otherwise",
+    "label_smoothing": "label smoothing for the cross-entropy",
+    "val_size": "validation examples carved from the training split",
+    "crop_padding": "random-crop padding in pixels (0: no crop)",
+    "flip": "random horizontal flips",
+    "early_stopping_patience": "stop after this many epochs without validation improvement",
+    "dtype": "computation dtype",
+    "seed": "random seed (initialisation, split, shuffling, augmentation, dropout)",
+    "workdir": "run directory for config, metrics and results",
+    "train_limit": "use only the first N training examples (quick runs)",
+    "test_limit": "use only the first N test examples (quick runs)",
+    "quiet": "no progress bar; one line per epoch",
+}
+_CHOICES = {
+    "optimizer": OPTIMIZERS,
+    "schedule": SCHEDULES,
+    "weight_decay_mode": WEIGHT_DECAY_MODES,
+    "dtype": tuple(DTYPES),
+}
+
+
+def parser(description: str, defaults: TrainConfig) -> argparse.ArgumentParser:
+    """An argument parser with one option per `TrainConfig` field, defaulting to `defaults`."""
+    result = argparse.ArgumentParser(
+        description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
+    for field in dataclasses.fields(TrainConfig):
+        if field.name not in _HELP:
+            continue
+        default = getattr(defaults, field.name)
+        kwargs = {"default": default, "help": _HELP[field.name]}
+        if field.name in _CHOICES:
+            kwargs["choices"] = _CHOICES[field.name]
+        if isinstance(default, bool):
+            kwargs["action"] = argparse.BooleanOptionalAction
+        else:
+            kwargs["type"] = _type_of(field.name, default)
+        result.add_argument(f"--{field.name}", **kwargs)
+    return result
+
+
+def _type_of(name: str, default) -> Callable:
+    if name in ("data_dir", "weight_decay_mode"):
+        return str
+    if name in ("early_stopping_patience", "train_limit", "test_limit"):
+        return int
+    return type(default)
+
+
+def config_from_args(args: argparse.Namespace, defaults: TrainConfig, **overrides) -> TrainConfig:
+    """A `TrainConfig` from parsed options (fields not on the command line keep `defaults`)."""
+    values = {
+        f.name: getattr(args, f.name)
+        for f in dataclasses.fields(TrainConfig)
+        if hasattr(args, f.name)
+    }
+    return dataclasses.replace(defaults, **values, **overrides)
+
+
+def run(main: Callable[[], object]) -> None:
+    """Runs a command's `main`; a `ConfigError` ends it with one line on stderr and exit code 2,
+    no traceback."""
+    try:
+        main()
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)

@@ -1,0 +1,169 @@
+"""fit(): the training loop, and the only place with I/O (logs, progress, metrics files).
+
+Per epoch: train on shuffled, augmented device batches; evaluate on validation; append one
+JSON line to `workdir/metrics.jsonl`; stop early when validation accuracy has not improved for
+`early_stopping_patience` epochs (and then return the best epoch's state).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import jax
+from tqdm.auto import tqdm
+
+from jaxdl.data.device import (
+    DeviceDataset,
+    Preprocess,
+    eval_batches,
+    steps_per_epoch,
+    train_batches,
+)
+from jaxdl.metrics import mean_of_batches, totals_to_means
+from jaxdl.state import TrainState
+
+
+@dataclasses.dataclass
+class FitResult:
+    """The state to evaluate (the best epoch's when early stopping is on) and the history."""
+
+    state: TrainState
+    history: list[dict[str, Any]]
+    best_epoch: int
+    compile_seconds: float
+    train_seconds: float
+
+
+def log(message: str) -> None:
+    """A line for the user, written so it does not break a running progress bar."""
+    tqdm.write(message, file=sys.stdout)
+
+
+def evaluate(
+    eval_fn: Callable,
+    state: TrainState,
+    data: DeviceDataset,
+    batch_size: int,
+    preprocess: Preprocess,
+) -> dict[str, float]:
+    """Loss and accuracy over every example of `data` exactly once."""
+    return totals_to_means(
+        eval_fn(state, batch) for batch in eval_batches(data, batch_size, preprocess)
+    )
+
+
+def _compile(step_fn: Callable, state: TrainState, batch: dict) -> tuple[Callable, float]:
+    """Ahead-of-time compile, so compile time is measured apart from training time."""
+    if not hasattr(step_fn, "lower"):
+        return step_fn, 0.0
+    start = time.perf_counter()
+    compiled = step_fn.lower(state, batch).compile()
+    return compiled, time.perf_counter() - start
+
+
+def fit(
+    state: TrainState,
+    *,
+    train_fn: Callable,
+    eval_fn: Callable,
+    train_data: DeviceDataset,
+    val_data: DeviceDataset | None,
+    preprocess: Preprocess,
+    batch_size: int,
+    epochs: int,
+    key: jax.Array,
+    workdir: str,
+    learning_rate_fn: Callable[[int], float] | None = None,
+    eval_batch_size: int = 1000,
+    early_stopping_patience: int | None = None,
+    quiet: bool = False,
+) -> FitResult:
+    """Trains `state` for `epochs` epochs with `train_fn(state, batch) -> (state, metrics)`
+    (already jitted) and returns a `FitResult`. `key` seeds shuffling and augmentation."""
+    steps = steps_per_epoch(len(train_data), batch_size)
+    os.makedirs(workdir, exist_ok=True)
+    metrics_path = os.path.join(workdir, "metrics.jsonl")
+    first_batch = next(train_batches(train_data, key, batch_size, preprocess))
+    train_fn, compile_seconds = _compile(train_fn, state, first_batch)
+    log(f"compiled the train step in {compile_seconds:.1f} s")
+
+    history: list[dict[str, Any]] = []
+    best_accuracy, best_epoch, best_state = -1.0, 0, state
+    train_seconds = 0.0
+    with open(metrics_path, "w") as metrics_file:
+        for epoch in range(1, epochs + 1):
+            epoch_key = jax.random.fold_in(key, epoch)
+            bar = tqdm(
+                total=steps * batch_size,
+                desc=f"epoch {epoch}/{epochs}",
+                unit="img",
+                unit_scale=True,
+                leave=False,
+                disable=quiet,
+                dynamic_ncols=True,
+            )
+            start = time.perf_counter()
+            batch_metrics = []
+            for index, batch in enumerate(
+                train_batches(train_data, epoch_key, batch_size, preprocess)
+            ):
+                state, metrics = train_fn(state, batch)
+                batch_metrics.append(metrics)
+                bar.update(batch_size)
+                if not quiet and (index % 20 == 0 or index == steps - 1):
+                    bar.set_postfix(
+                        loss=f"{float(metrics['loss']):.4f}",
+                        acc=f"{100 * float(metrics['accuracy']):.2f}%",
+                    )
+            train_metrics = mean_of_batches(batch_metrics)
+            jax.block_until_ready(state)
+            seconds = time.perf_counter() - start
+            bar.close()
+            train_seconds += seconds
+
+            record = {
+                "epoch": epoch,
+                "step": int(state.step),
+                "train_loss": train_metrics["loss"],
+                "train_accuracy": train_metrics["accuracy"],
+                "images_per_second": steps * batch_size / seconds,
+                "epoch_seconds": seconds,
+            }
+            if learning_rate_fn is not None:
+                record["learning_rate"] = float(learning_rate_fn(int(state.step) - 1))
+            if val_data is not None and len(val_data):
+                val = evaluate(eval_fn, state, val_data, eval_batch_size, preprocess)
+                record.update(val_loss=val["loss"], val_accuracy=val["accuracy"])
+            history.append(record)
+            metrics_file.write(json.dumps(record) + "\n")
+            metrics_file.flush()
+            log(_epoch_line(record, epochs))
+
+            score = record.get("val_accuracy", record["train_accuracy"])
+            if score > best_accuracy:
+                best_accuracy, best_epoch, best_state = score, epoch, state
+            elif early_stopping_patience and epoch - best_epoch >= early_stopping_patience:
+                log(
+                    f"early stopping: validation accuracy has not improved for "
+                    f"{early_stopping_patience} epochs; using epoch {best_epoch} "
+                    f"({100 * best_accuracy:.2f} %)"
+                )
+                break
+    final = best_state if early_stopping_patience else state
+    return FitResult(final, history, best_epoch, compile_seconds, train_seconds)
+
+
+def _epoch_line(record: dict[str, Any], epochs: int) -> str:
+    line = (
+        f"epoch {record['epoch']:>3}/{epochs}  train loss {record['train_loss']:.4f} "
+        f"acc {100 * record['train_accuracy']:6.2f} %"
+    )
+    if "val_accuracy" in record:
+        line += f"  val loss {record['val_loss']:.4f} acc {100 * record['val_accuracy']:6.2f} %"
+    return line + (f"  {record['images_per_second']:,.0f} img/s  {record['epoch_seconds']:.1f} s")

@@ -1,0 +1,15 @@
+"""Building blocks shared by every model in the zoo."""
+
+from jaxdl.nn.activations import ACTIVATIONS, Maxout, activation, maxout
+from jaxdl.nn.conv import BatchNorm, Conv, ConvBN, he_normal_fan_out
+
+__all__ = [
+    "ACTIVATIONS",
+    "BatchNorm",
+    "Conv",
+    "ConvBN",
+    "Maxout",
+    "activation",
+    "he_normal_fan_out",
+    "maxout",
+]

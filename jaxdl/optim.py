@@ -1,0 +1,130 @@
+"""Optax optimizers and learning-rate schedules built from a small config.
+
+Weight decay comes in two forms, and the difference matters for adaptive optimizers:
+
+* ``"l2"``: ``weight_decay * 0.5 * ||w||^2`` is added to the loss (`jaxdl.step` does it), so its
+  gradient ``weight_decay * w`` goes through the optimizer's statistics: momentum accumulates it,
+  Adam/RMSProp divide it by their running gradient scale. For plain SGD this is the classic
+  weight decay of the ResNet papers.
+* ``"decoupled"``: ``weight_decay * w`` is added to the *update*, after the optimizer's own
+  transform and before the learning rate (Loshchilov & Hutter, AdamW). Every weight then shrinks
+  by ``lr * weight_decay`` per step whatever its gradient history. ``adamw`` always uses it.
+
+Only kernels (weights) are decayed; biases and BatchNorm parameters are not.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+
+import optax
+
+from jaxdl.errors import ConfigError
+from jaxdl.losses import kernel_mask
+
+OPTIMIZERS = ("sgd", "momentum", "nesterov", "rmsprop", "adam", "adamw")
+SCHEDULES = ("constant", "step", "cosine", "warmup_cosine", "onecycle")
+WEIGHT_DECAY_MODES = ("l2", "decoupled")
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimizerConfig:
+    """What `create_optimizer` builds. `lr` is the peak learning rate of the schedule.
+
+    `step_boundaries` are fractions of training at which the `step` schedule multiplies the
+    learning rate by `step_factor` (He et al. 2016: 0.1 at 50 % and 75 %).
+    """
+
+    name: str = "nesterov"
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    weight_decay_mode: str | None = None  # None: "decoupled" for adamw, else "l2"
+    schedule: str = "warmup_cosine"
+    warmup_epochs: float = 1.0
+    step_boundaries: tuple[float, ...] = (0.5, 0.75)
+    step_factor: float = 0.1
+    b1: float = 0.9
+    b2: float = 0.999
+    rmsprop_decay: float = 0.9
+    eps: float = 1e-8
+
+    def resolved_weight_decay_mode(self) -> str:
+        if self.name == "adamw":
+            return "decoupled"
+        return self.weight_decay_mode or "l2"
+
+    def l2_weight(self) -> float:
+        """The coefficient the step adds to the loss (zero unless the mode is "l2")."""
+        return self.weight_decay if self.resolved_weight_decay_mode() == "l2" else 0.0
+
+    def validate(self) -> None:
+        if self.name not in OPTIMIZERS:
+            raise ConfigError(
+                f"unknown optimizer {self.name!r}; choose one of {', '.join(OPTIMIZERS)}."
+            )
+        if self.schedule not in SCHEDULES:
+            raise ConfigError(
+                f"unknown schedule {self.schedule!r}; choose one of {', '.join(SCHEDULES)}."
+            )
+        if not self.lr > 0:
+            raise ConfigError(f"learning rate must be positive, got --lr {self.lr}.")
+        if self.weight_decay < 0:
+            raise ConfigError(
+                f"weight decay must be zero or positive, got --weight_decay {self.weight_decay}."
+            )
+        if self.weight_decay_mode not in (None, *WEIGHT_DECAY_MODES):
+            raise ConfigError(
+                f"unknown weight decay mode {self.weight_decay_mode!r}; "
+                f"choose one of {', '.join(WEIGHT_DECAY_MODES)}."
+            )
+
+
+def create_learning_rate_fn(
+    config: OptimizerConfig, steps_per_epoch: int, epochs: int
+) -> Callable[[int], float]:
+    """The learning rate as a function of the step (an optax schedule)."""
+    total = max(1, steps_per_epoch * epochs)
+    warmup = min(total - 1, int(round(config.warmup_epochs * steps_per_epoch)))
+    lr = config.lr
+    if config.schedule == "constant":
+        return optax.constant_schedule(lr)
+    if config.schedule == "step":
+        boundaries = {int(round(f * total)): config.step_factor for f in config.step_boundaries}
+        return optax.piecewise_constant_schedule(lr, boundaries)
+    if config.schedule == "cosine":
+        return optax.cosine_decay_schedule(lr, decay_steps=total)
+    if config.schedule == "warmup_cosine":
+        return optax.warmup_cosine_decay_schedule(
+            init_value=0.0, peak_value=lr, warmup_steps=warmup, decay_steps=total
+        )
+    if config.schedule == "onecycle":
+        return optax.cosine_onecycle_schedule(transition_steps=total, peak_value=lr)
+    raise ConfigError(
+        f"unknown schedule {config.schedule!r}; choose one of {', '.join(SCHEDULES)}."
+    )
+
+
+def _direction(config: OptimizerConfig) -> optax.GradientTransformation:
+    """The optimizer's own transform, before weight decay and the learning rate."""
+    if config.name == "sgd":
+        return optax.identity()
+    if config.name in ("momentum", "nesterov"):
+        return optax.trace(decay=config.momentum, nesterov=config.name == "nesterov")
+    if config.name == "rmsprop":
+        return optax.scale_by_rms(decay=config.rmsprop_decay, eps=config.eps)
+    return optax.scale_by_adam(b1=config.b1, b2=config.b2, eps=config.eps)
+
+
+def create_optimizer(
+    config: OptimizerConfig, steps_per_epoch: int, epochs: int
+) -> tuple[optax.GradientTransformation, Callable[[int], float]]:
+    """Builds ``(tx, learning_rate_fn)`` for `config`; see the module docstring for decay."""
+    config.validate()
+    learning_rate_fn = create_learning_rate_fn(config, steps_per_epoch, epochs)
+    parts = [_direction(config)]
+    if config.weight_decay and config.resolved_weight_decay_mode() == "decoupled":
+        parts.append(optax.add_decayed_weights(config.weight_decay, mask=kernel_mask))
+    parts.append(optax.scale_by_learning_rate(learning_rate_fn))
+    return optax.chain(*parts), learning_rate_fn

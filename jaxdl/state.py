@@ -1,0 +1,50 @@
+"""TrainState: everything a step reads and writes, as one pytree.
+
+`step`, `params`, `batch_stats` (BatchNorm running averages; an empty dict for models without
+BatchNorm), `opt_state` and `rng` (the run's base key; the step folds `step` into it so dropout
+masks differ every step yet a resumed run draws the same ones). `apply_fn` and `tx` are static.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+from flax.training import train_state
+
+
+class TrainState(train_state.TrainState):
+    batch_stats: Any = None
+    rng: jax.Array | None = None
+
+
+def init_variables(model: nn.Module, rng: jax.Array, input_shape: tuple[int, ...]) -> dict:
+    """`model.init` on zeros of `input_shape` ([1, H, W, C] or [1, D]), jitted."""
+    dummy = jnp.zeros(input_shape, jnp.float32)
+    return jax.jit(lambda key: model.init({"params": key, "dropout": key}, dummy, train=False))(rng)
+
+
+def create_train_state(
+    model: nn.Module,
+    tx: optax.GradientTransformation,
+    rng: jax.Array,
+    input_shape: tuple[int, ...],
+) -> TrainState:
+    """A fresh state for `model` with example input shape `input_shape` (batch dimension 1)."""
+    init_rng, step_rng = jax.random.split(rng)
+    variables = init_variables(model, init_rng, input_shape)
+    return TrainState.create(
+        apply_fn=model.apply,
+        params=variables["params"],
+        batch_stats=variables.get("batch_stats", {}),
+        tx=tx,
+        rng=step_rng,
+    )
+
+
+def count_params(params) -> int:
+    """Number of scalars in a parameter tree (works on shapes from `jax.eval_shape` too)."""
+    return sum(int(jnp.size(x)) if hasattr(x, "size") else 0 for x in jax.tree.leaves(params))

@@ -1,0 +1,103 @@
+"""The training and evaluation steps: pure functions of (state, batch), nothing else.
+
+    state, metrics = train_step(state, batch)
+    metrics = eval_step(state, batch)
+
+`batch` is `{"image": f32[B, H, W, C] (or f32[B, D]), "label": i32[B]}`; `eval_step` also reads
+an optional `"mask": f32[B]` (1 for real examples, 0 for padding) so that a padded last batch
+counts every example exactly once. Options (label smoothing, the L2 coefficient, the pmap axis)
+are keyword arguments, bound with `functools.partial` before `jax.jit` / `jax.pmap`.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from jaxdl.losses import l2_penalty, softmax_cross_entropy
+from jaxdl.state import TrainState
+
+
+def step_rng(state: TrainState, axis_name: str | None = None) -> jax.Array:
+    """This step's dropout key: the run key folded with the step (and the device index under
+    pmap, so replicas draw different masks). Deterministic, so resume reproduces it."""
+    rng = jax.random.fold_in(state.rng, state.step)
+    if axis_name is not None:
+        rng = jax.random.fold_in(rng, lax.axis_index(axis_name))
+    return rng
+
+
+def train_step(
+    state: TrainState,
+    batch: dict[str, jax.Array],
+    *,
+    axis_name: str | None = None,
+    label_smoothing: float = 0.0,
+    l2_weight: float = 0.0,
+) -> tuple[TrainState, dict[str, jax.Array]]:
+    """One SGD step on softmax cross-entropy (+ `l2_weight` * `l2_penalty`).
+
+    Under `jax.pmap(..., axis_name=A)` pass `axis_name=A`: gradients, the new BatchNorm
+    statistics and the metrics are averaged across devices (the model's BatchNorm must carry
+    the same axis name so the batch statistics are shared too). Returns the new state and
+    `{"loss", "accuracy"}` means over the batch (loss without the L2 term).
+    """
+    has_batch_stats = bool(state.batch_stats)
+
+    def loss_fn(params):
+        variables = {"params": params}
+        if has_batch_stats:
+            variables["batch_stats"] = state.batch_stats
+        logits, updates = state.apply_fn(
+            variables,
+            batch["image"],
+            train=True,
+            rngs={"dropout": step_rng(state, axis_name)},
+            mutable=["batch_stats"] if has_batch_stats else [],
+        )
+        loss = jnp.mean(softmax_cross_entropy(logits, batch["label"], label_smoothing))
+        total = loss + l2_weight * l2_penalty(params) if l2_weight else loss
+        return total, (loss, logits, updates)
+
+    grads, (loss, logits, updates) = jax.grad(loss_fn, has_aux=True)(state.params)
+    metrics = {
+        "loss": loss,
+        "accuracy": jnp.mean(jnp.argmax(logits, -1) == batch["label"]).astype(jnp.float32),
+    }
+    batch_stats = updates.get("batch_stats", state.batch_stats)
+    if axis_name is not None:
+        grads = lax.pmean(grads, axis_name)
+        metrics = lax.pmean(metrics, axis_name)
+        batch_stats = lax.pmean(batch_stats, axis_name)
+    state = state.apply_gradients(grads=grads, batch_stats=batch_stats)
+    return state, metrics
+
+
+def predict(state: TrainState, images: jax.Array) -> jax.Array:
+    """Logits f32[B, K] of the model in inference mode (running BatchNorm statistics)."""
+    variables = {"params": state.params}
+    if state.batch_stats:
+        variables["batch_stats"] = state.batch_stats
+    return state.apply_fn(variables, images, train=False).astype(jnp.float32)
+
+
+def eval_step(
+    state: TrainState, batch: dict[str, jax.Array], *, axis_name: str | None = None
+) -> dict[str, jax.Array]:
+    """Sums over the real (unmasked) examples: `{"loss_sum", "correct", "count"}`.
+
+    Sums rather than means, so that batches of any size, padded or not, add up to exact
+    dataset totals; `jaxdl.metrics` turns them into means.
+    """
+    logits = predict(state, batch["image"])
+    mask = batch.get("mask", jnp.ones(batch["label"].shape, jnp.float32))
+    losses = softmax_cross_entropy(logits, batch["label"])
+    metrics = {
+        "loss_sum": jnp.sum(losses * mask),
+        "correct": jnp.sum((jnp.argmax(logits, -1) == batch["label"]) * mask),
+        "count": jnp.sum(mask),
+    }
+    if axis_name is not None:
+        metrics = lax.psum(metrics, axis_name)
+    return metrics

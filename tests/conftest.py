@@ -1,0 +1,22 @@
+"""Shared test set-up: where the prepared TFDS data is, and small helpers."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+
+import pytest
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+DEFAULT_DATA_DIR = REPO.parent / "shared" / "tfds"
+
+# Tests read the real MNIST / CIFAR-10 prepared under ../shared/tfds unless told otherwise.
+os.environ.setdefault("TFDS_DATA_DIR", str(DEFAULT_DATA_DIR))
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> str:
+    path = os.environ["TFDS_DATA_DIR"]
+    if not os.path.isdir(os.path.join(path, "mnist")):
+        pytest.fail(f"prepared MNIST not found under TFDS_DATA_DIR={path}; see ../shared/README.md")
+    return path
