@@ -7,6 +7,7 @@ masks differ every step yet a resumed run draws the same ones). `apply_fn` and `
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import flax.linen as nn
@@ -47,4 +48,4 @@ def create_train_state(
 
 def count_params(params) -> int:
     """Number of scalars in a parameter tree (works on shapes from `jax.eval_shape` too)."""
-    return sum(int(jnp.size(x)) if hasattr(x, "size") else 0 for x in jax.tree.leaves(params))
+    return sum(math.prod(x.shape) for x in jax.tree.leaves(params))

@@ -13,6 +13,14 @@ DEFAULT_DATA_DIR = REPO.parent / "shared" / "tfds"
 # Tests read the real MNIST / CIFAR-10 prepared under ../shared/tfds unless told otherwise.
 os.environ.setdefault("TFDS_DATA_DIR", str(DEFAULT_DATA_DIR))
 
+# Tests check numbers, not speed, and most of their time is XLA compiling dozens of small
+# programs: XLA's cheapest backend optimisation level cuts the zoo tests' time by about a third
+# (measured: 197 s -> 136 s) with the same results. Experiments and benchmarks are unaffected.
+# Set XLA_FLAGS yourself to test with other flags.
+os.environ.setdefault(
+    "XLA_FLAGS", "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
+)
+
 
 @pytest.fixture(scope="session")
 def data_dir() -> str:

@@ -2,10 +2,23 @@
 `model.apply(variables, images, train=...)` on NHWC images (or flat features) and returns logits.
 
 Importing this package registers every family; find models with `names()` and build them with
-`create(name, num_classes=..., **options)`.
+`create(name, num_classes=..., **options)`. Options every conv model takes: `dtype` (computation
+dtype; parameters stay float32) and `axis_name` (BatchNorm's pmap axis).
 """
 
-from jaxdl.models import linear, mlp  # noqa: F401  (imported to register their models)
+# Imported for their side effect: each module registers its models.
+from jaxdl.models import (  # noqa: F401
+    alexnet,
+    densenet,
+    fcn,
+    googlenet,
+    lenet,
+    linear,
+    mlp,
+    resnet,
+    squeezenet,
+    vgg,
+)
 from jaxdl.models.registry import create, names, register
 
 __all__ = ["create", "names", "register"]

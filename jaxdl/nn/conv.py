@@ -28,7 +28,9 @@ def _pair(value: int | Sequence[int]) -> tuple[int, int]:
 class Conv(nn.Module):
     """2-D convolution on NHWC input: f32[B, H, W, C] -> f32[B, H', W', features].
 
-    `padding` is "SAME", "VALID", an int (symmetric) or flax's per-side pairs. `groups` > 1
+    `padding` is None (the default: k // 2 on every side, as PyTorch models write it, so a
+    stride-2 layer samples the same pixels as the reference implementations), "SAME", "VALID",
+    an int (symmetric) or flax's per-side pairs. `groups` > 1
     gives a grouped convolution (ResNeXt); `groups` = C a depthwise one. Parameters: `kernel`
     [kh, kw, C / groups, features] and, with `use_bias`, `bias` [features].
     """
@@ -36,7 +38,7 @@ class Conv(nn.Module):
     features: int
     kernel_size: int | Sequence[int] = 3
     strides: int | Sequence[int] = 1
-    padding: Any = "SAME"
+    padding: Any = None
     use_bias: bool = True
     groups: int = 1
     kernel_init: Callable = he_normal_fan_out
@@ -44,12 +46,16 @@ class Conv(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
+        kernel_size = _pair(self.kernel_size)
         padding = self.padding
+        if padding is None:
+            padding = tuple((k // 2, k // 2) if k % 2 else "SAME" for k in kernel_size)
+            padding = "SAME" if "SAME" in padding else padding
         if isinstance(padding, int):
             padding = ((padding, padding), (padding, padding))
         return nn.Conv(
             self.features,
-            _pair(self.kernel_size),
+            kernel_size,
             strides=_pair(self.strides),
             padding=padding,
             use_bias=self.use_bias,
@@ -94,7 +100,7 @@ class ConvBN(nn.Module):
     features: int
     kernel_size: int | Sequence[int] = 3
     strides: int | Sequence[int] = 1
-    padding: Any = "SAME"
+    padding: Any = None
     groups: int = 1
     act: str = "relu"
     bn_scale_init: Callable = nn.initializers.ones

@@ -1,0 +1,68 @@
+"""DenseNet's dense block and transition (Huang et al. 2017), BC variant (bottleneck +
+compression). NHWC."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from jaxdl.nn.conv import BatchNorm, Conv
+from jaxdl.nn.pool import avg_pool
+
+
+class DenseLayer(nn.Module):
+    """BN-ReLU-conv1x1(bn_size * growth)-BN-ReLU-conv3x3(growth), concatenated to the input:
+    f32[B, H, W, C] -> f32[B, H, W, C + growth]."""
+
+    growth: int
+    bn_size: int = 4
+    dropout_rate: float = 0.0
+    axis_name: str | None = None
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+        bn = lambda: BatchNorm(axis_name=self.axis_name, dtype=self.dtype)
+        y = Conv(self.bn_size * self.growth, 1, use_bias=False, dtype=self.dtype)(
+            nn.relu(bn()(x, train))
+        )
+        y = Conv(self.growth, 3, use_bias=False, dtype=self.dtype)(nn.relu(bn()(y, train)))
+        if self.dropout_rate:
+            y = nn.Dropout(self.dropout_rate, deterministic=not train)(y)
+        return jnp.concatenate([x, y], axis=-1)
+
+
+class DenseBlock(nn.Module):
+    """`layers` DenseLayers: f32[B, H, W, C] -> f32[B, H, W, C + layers * growth]."""
+
+    layers: int
+    growth: int
+    bn_size: int = 4
+    dropout_rate: float = 0.0
+    axis_name: str | None = None
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+        for _ in range(self.layers):
+            x = DenseLayer(
+                self.growth, self.bn_size, self.dropout_rate, self.axis_name, self.dtype
+            )(x, train)
+        return x
+
+
+class Transition(nn.Module):
+    """BN-ReLU-conv1x1(features)-avgpool2: f32[B, H, W, C] -> f32[B, H/2, W/2, features]."""
+
+    features: int
+    axis_name: str | None = None
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+        x = nn.relu(BatchNorm(axis_name=self.axis_name, dtype=self.dtype)(x, train))
+        x = Conv(self.features, 1, use_bias=False, dtype=self.dtype)(x)
+        return avg_pool(x, 2)
