@@ -4,4 +4,9 @@ Models are pure Flax Linen modules, one training step is one pure jitted functio
 (`jaxdl.step.train_step`), and data comes from TFDS without TensorFlow.
 """
 
+from jaxdl.xla_flags import apply_default_flags
+
+# Before anything imports jax's backend: the flags only take effect when XLA starts.
+apply_default_flags()
+
 __version__ = "0.1.0"

@@ -36,6 +36,7 @@ _HELP = {
     "crop_padding": "random-crop padding in pixels (0: no crop)",
     "flip": "random horizontal flips",
     "early_stopping_patience": "stop after this many epochs without validation improvement",
+    "flip_tta": "also report test accuracy with flip test-time augmentation",
     "dtype": "computation dtype",
     "seed": "random seed (initialisation, split, shuffling, augmentation, dropout)",
     "workdir": "run directory for config, metrics and results",

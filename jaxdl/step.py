@@ -83,14 +83,22 @@ def predict(state: TrainState, images: jax.Array) -> jax.Array:
 
 
 def eval_step(
-    state: TrainState, batch: dict[str, jax.Array], *, axis_name: str | None = None
+    state: TrainState,
+    batch: dict[str, jax.Array],
+    *,
+    axis_name: str | None = None,
+    flip_tta: bool = False,
 ) -> dict[str, jax.Array]:
     """Sums over the real (unmasked) examples: `{"loss_sum", "correct", "count"}`.
 
     Sums rather than means, so that batches of any size, padded or not, add up to exact
-    dataset totals; `jaxdl.metrics` turns them into means.
+    dataset totals; `jaxdl.metrics` turns them into means. With `flip_tta` the logits are the
+    mean of the model's logits on the images and on their left-right mirror images
+    (test-time augmentation).
     """
     logits = predict(state, batch["image"])
+    if flip_tta:
+        logits = 0.5 * (logits + predict(state, batch["image"][:, :, ::-1, :]))
     mask = batch.get("mask", jnp.ones(batch["label"].shape, jnp.float32))
     losses = softmax_cross_entropy(logits, batch["label"])
     metrics = {

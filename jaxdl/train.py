@@ -50,6 +50,7 @@ class TrainConfig:
     crop_padding: int = 0
     flip: bool = False
     early_stopping_patience: int | None = None
+    flip_tta: bool = False
     dtype: str = "float32"
     seed: int = 0
     workdir: str = "runs/default"
@@ -158,9 +159,8 @@ def train_and_evaluate(config: TrainConfig) -> dict[str, Any]:
         early_stopping_patience=config.early_stopping_patience,
         quiet=config.quiet,
     )
-    test_metrics = evaluate(
-        eval_fn, result.state, data_lib.to_device(test), config.eval_batch_size, preprocess
-    )
+    test_data = data_lib.to_device(test)
+    test_metrics = evaluate(eval_fn, result.state, test_data, config.eval_batch_size, preprocess)
     results = {
         "test_accuracy": test_metrics["accuracy"],
         "test_loss": test_metrics["loss"],
@@ -171,7 +171,12 @@ def train_and_evaluate(config: TrainConfig) -> dict[str, Any]:
         "train_seconds": result.train_seconds,
         "wall_seconds": time.perf_counter() - start,
         "parameters": count_params(result.state.params),
+        "images_per_second": result.history[-1]["images_per_second"],
     }
+    if config.flip_tta:
+        tta_fn = jax.jit(functools.partial(eval_step, flip_tta=True))
+        tta = evaluate(tta_fn, result.state, test_data, config.eval_batch_size, preprocess)
+        results["test_accuracy_flip_tta"] = tta["accuracy"]
     with open(os.path.join(config.workdir, "results.json"), "w") as f:
         json.dump(results, f, indent=2)
     log(
@@ -179,5 +184,8 @@ def train_and_evaluate(config: TrainConfig) -> dict[str, Any]:
         f"(+{result.compile_seconds:.1f} s compile); wall time {results['wall_seconds']:.1f} s; "
         f"run directory {os.path.abspath(config.workdir)}"
     )
+    if config.flip_tta:
+        log(f"test accuracy with flip test-time augmentation: "
+            f"{100 * results['test_accuracy_flip_tta']:.2f} %")
     log(f"test accuracy: {100 * test_metrics['accuracy']:.2f} %")
     return results
