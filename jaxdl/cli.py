@@ -39,7 +39,11 @@ _HELP = {
     "flip_tta": "also report test accuracy with flip test-time augmentation",
     "dtype": "computation dtype",
     "seed": "random seed (initialisation, split, shuffling, augmentation, dropout)",
-    "workdir": "run directory for config, metrics and results",
+    "workdir": "run directory for config, metrics, checkpoints and results; an existing one "
+    "is resumed from its latest checkpoint",
+    "restart": "delete the run directory's checkpoints and start over",
+    "checkpoint_every_steps": "also checkpoint every N steps (0: at epoch ends only)",
+    "keep_checkpoints": "how many latest checkpoints to keep (the best one is kept apart)",
     "train_limit": "use only the first N training examples (quick runs)",
     "test_limit": "use only the first N test examples (quick runs)",
     "quiet": "no progress bar; one line per epoch",

@@ -1,8 +1,11 @@
-"""fit(): the training loop, and the only place with I/O (logs, progress, metrics files).
+"""fit(): the training loop, and the only place with I/O (logs, progress, metrics files,
+checkpoints).
 
 Per epoch: train on shuffled, augmented device batches; evaluate on validation; append one
-JSON line to `workdir/metrics.jsonl`; stop early when validation accuracy has not improved for
-`early_stopping_patience` epochs (and then return the best epoch's state).
+JSON line to `workdir/metrics.jsonl`; save a checkpoint (and every `checkpoint_every_steps`
+steps); stop early when validation accuracy has not improved for `early_stopping_patience`
+epochs (and then return the best epoch's state). A run resumed from a checkpoint passes its
+data position as `start_epoch` / `start_index` and continues exactly where it stopped.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 from tqdm.auto import tqdm
 
 from jaxdl.data.device import (
@@ -83,9 +87,17 @@ def fit(
     eval_batch_size: int = 1000,
     early_stopping_patience: int | None = None,
     quiet: bool = False,
+    checkpointer: Checkpointer | None = None,
+    checkpoint_meta: dict[str, Any] | None = None,
+    checkpoint_every_steps: int | None = None,
+    start_epoch: int = 1,
+    start_index: int = 0,
+    history: list[dict[str, Any]] | None = None,
 ) -> FitResult:
     """Trains `state` for `epochs` epochs with `train_fn(state, batch) -> (state, metrics)`
-    (already jitted) and returns a `FitResult`. `key` seeds shuffling and augmentation."""
+    (already jitted) and returns a `FitResult`. `key` seeds shuffling and augmentation: epoch
+    e uses `fold_in(key, e)`, so a resumed run sees the same batches as an uninterrupted one.
+    `history` holds the metrics records of epochs finished before a resume."""
     steps = steps_per_epoch(len(train_data), batch_size)
     os.makedirs(workdir, exist_ok=True)
     metrics_path = os.path.join(workdir, "metrics.jsonl")
@@ -93,11 +105,25 @@ def fit(
     train_fn, compile_seconds = _compile(train_fn, state, first_batch)
     log(f"compiled the train step in {compile_seconds:.1f} s")
 
-    history: list[dict[str, Any]] = []
-    best_accuracy, best_epoch, best_state = -1.0, 0, state
+    history = list(history or [])
+    best_accuracy, best_epoch, best_state = -1.0, 0, None
+    for record in history:
+        score = record.get("val_accuracy", record["train_accuracy"])
+        if score > best_accuracy:
+            best_accuracy, best_epoch = score, record["epoch"]
+
+    def save(epoch: int, index: int, val_accuracy: float | None = None) -> None:
+        if checkpointer is not None:
+            meta = dict(checkpoint_meta or {}, epoch=epoch, index=index)
+            checkpointer.save(state, meta, val_accuracy)
+
     train_seconds = 0.0
     with open(metrics_path, "w") as metrics_file:
-        for epoch in range(1, epochs + 1):
+        for record in history:
+            metrics_file.write(json.dumps(record) + "\n")
+        metrics_file.flush()
+        for epoch in range(start_epoch, epochs + 1):
+            first_index = start_index if epoch == start_epoch else 0
             epoch_key = jax.random.fold_in(key, epoch)
             bar = tqdm(
                 total=steps * batch_size,
@@ -110,12 +136,19 @@ def fit(
             )
             start = time.perf_counter()
             batch_metrics = []
-            for index, batch in enumerate(
-                train_batches(train_data, epoch_key, batch_size, preprocess)
-            ):
+            bar.update(first_index * batch_size)
+            batches = train_batches(train_data, epoch_key, batch_size, preprocess, first_index)
+            for index, batch in enumerate(batches, start=first_index):
                 state, metrics = train_fn(state, batch)
                 batch_metrics.append(metrics)
                 bar.update(batch_size)
+                # (the last batch of an epoch is saved by the epoch-end checkpoint below)
+                if (
+                    checkpoint_every_steps
+                    and index + 1 < steps
+                    and int(state.step) % checkpoint_every_steps == 0
+                ):
+                    save(epoch, index + 1)
                 if not quiet and (index % 20 == 0 or index == steps - 1):
                     bar.set_postfix(
                         loss=f"{float(metrics['loss']):.4f}",
@@ -132,7 +165,7 @@ def fit(
                 "step": int(state.step),
                 "train_loss": train_metrics["loss"],
                 "train_accuracy": train_metrics["accuracy"],
-                "images_per_second": steps * batch_size / seconds,
+                "images_per_second": (steps - first_index) * batch_size / seconds,
                 "epoch_seconds": seconds,
             }
             if learning_rate_fn is not None:
@@ -144,10 +177,14 @@ def fit(
             metrics_file.write(json.dumps(record) + "\n")
             metrics_file.flush()
             log(_epoch_line(record, epochs))
+            save(epoch + 1, 0, record.get("val_accuracy"))
 
             score = record.get("val_accuracy", record["train_accuracy"])
             if score > best_accuracy:
-                best_accuracy, best_epoch, best_state = score, epoch, state
+                best_accuracy, best_epoch = score, epoch
+                if early_stopping_patience:
+                    # a copy: the train step donates `state`'s buffers to the next step
+                    best_state = jax.tree.map(jnp.copy, state)
             elif early_stopping_patience and epoch - best_epoch >= early_stopping_patience:
                 log(
                     f"early stopping: validation accuracy has not improved for "
@@ -155,7 +192,7 @@ def fit(
                     f"({100 * best_accuracy:.2f} %)"
                 )
                 break
-    final = best_state if early_stopping_patience else state
+    final = best_state if early_stopping_patience and best_state is not None else state
     return FitResult(final, history, best_epoch, compile_seconds, train_seconds)
 
 

@@ -18,6 +18,7 @@ import jax.numpy as jnp
 
 from jaxdl import data as data_lib
 from jaxdl import models
+from jaxdl.checkpoint import Checkpointer, remove_checkpoints
 from jaxdl.errors import ConfigError
 from jaxdl.loop import evaluate, fit, log
 from jaxdl.optim import OptimizerConfig, create_optimizer
@@ -54,6 +55,9 @@ class TrainConfig:
     dtype: str = "float32"
     seed: int = 0
     workdir: str = "runs/default"
+    restart: bool = False
+    checkpoint_every_steps: int = 0
+    keep_checkpoints: int = 3
     train_limit: int | None = None
     test_limit: int | None = None
     quiet: bool = False
@@ -104,10 +108,36 @@ def load_splits(config: TrainConfig):
     return train, val, test
 
 
+def prepare_workdir(workdir: str) -> None:
+    """Creates the run directory, or says in one sentence why it cannot."""
+    try:
+        os.makedirs(workdir, exist_ok=True)
+        probe = os.path.join(workdir, ".write_test")
+        with open(probe, "w"):
+            pass
+        os.remove(probe)
+    except OSError as error:
+        raise ConfigError(
+            f"cannot write to the run directory {workdir!r} ({error.strerror}); "
+            f"choose another --workdir."
+        ) from None
+
+
+def read_history(workdir: str, before_epoch: int) -> list[dict[str, Any]]:
+    """The metrics records of epochs before `before_epoch` from `workdir/metrics.jsonl`."""
+    path = os.path.join(workdir, "metrics.jsonl")
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        records = [json.loads(line) for line in f if line.strip()]
+    return [r for r in records if r["epoch"] < before_epoch]
+
+
 def train_and_evaluate(config: TrainConfig) -> dict[str, Any]:
     """Trains `config.model` on `config.dataset` and returns the results (also written to
     `workdir/results.json`). Prints per-epoch lines and ends with `test accuracy: NN.NN %`."""
     config.validate()
+    prepare_workdir(config.workdir)
     start = time.perf_counter()
     train, val, test = load_splits(config)
     steps = data_lib.steps_per_epoch(len(train), config.batch_size)
@@ -132,7 +162,17 @@ def train_and_evaluate(config: TrainConfig) -> dict[str, Any]:
     state = create_train_state(model, tx, init_key, (1, *train.image_shape))
     log(f"{config.model}: {count_params(state.params):,} parameters")
 
-    os.makedirs(config.workdir, exist_ok=True)
+    start_epoch, start_index, history = 1, 0, []
+    if config.restart:
+        remove_checkpoints(os.path.join(config.workdir, "checkpoints"))
+    checkpointer = Checkpointer(os.path.join(config.workdir, "checkpoints"), config.keep_checkpoints)
+    resumed = checkpointer.restore_latest(state, config.model, log=log)
+    if resumed is not None:
+        state, meta = resumed
+        start_epoch, start_index = meta["epoch"], meta["index"]
+        history = read_history(config.workdir, before_epoch=start_epoch)
+        log(f"resuming from {checkpointer.directory} at step {int(state.step)} "
+            f"(epoch {start_epoch}, batch {start_index}); --restart starts over")
     with open(os.path.join(config.workdir, "config.json"), "w") as f:
         json.dump(dataclasses.asdict(config) | {"mean": mean, "std": std}, f, indent=2)
 
@@ -158,7 +198,14 @@ def train_and_evaluate(config: TrainConfig) -> dict[str, Any]:
         eval_batch_size=config.eval_batch_size,
         early_stopping_patience=config.early_stopping_patience,
         quiet=config.quiet,
+        checkpointer=checkpointer,
+        checkpoint_meta={"model": config.model, "parameters": count_params(state.params)},
+        checkpoint_every_steps=config.checkpoint_every_steps,
+        start_epoch=start_epoch,
+        start_index=start_index,
+        history=history,
     )
+    checkpointer.close()
     test_data = data_lib.to_device(test)
     test_metrics = evaluate(eval_fn, result.state, test_data, config.eval_batch_size, preprocess)
     results = {

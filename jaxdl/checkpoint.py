@@ -1,0 +1,134 @@
+"""Checkpoints with Orbax: the last K by step and the best by validation accuracy, each written
+atomically (Orbax writes into a temporary directory and renames it on commit, so a run killed
+mid-write leaves the previous checkpoints intact).
+
+A checkpoint holds the whole `TrainState` as arrays (step, params, batch_stats, opt_state, rng)
+plus a JSON `meta` item: the data position (`epoch`, `index` of the next batch in that epoch's
+shuffled order), the model name and its parameter count. Nothing is pickled: arrays go through
+tensorstore, metadata through JSON.
+
+Layout: `workdir/checkpoints/latest/<step>/` and `workdir/checkpoints/best/<step>/`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from typing import Any
+
+import jax
+import orbax.checkpoint as ocp
+from flax import serialization
+
+from jaxdl.errors import ConfigError
+from jaxdl.state import TrainState, count_params
+
+# Orbax logs every save and restore at INFO; a training log wants one line per event.
+logging.getLogger("absl").setLevel(logging.WARNING)
+
+
+def _damaged(step: int, error: Exception) -> str:
+    reason = str(error).splitlines()[0][:120] if str(error) else ""
+    return (
+        f"checkpoint at step {step} is damaged or unreadable ({type(error).__name__}: "
+        f"{reason}); trying an older one"
+    )
+
+
+def _state_dict(state: TrainState) -> dict[str, Any]:
+    return serialization.to_state_dict(state)
+
+
+class Checkpointer:
+    """Saves and restores a run's checkpoints under `directory` (see the module docstring)."""
+
+    def __init__(self, directory: str, keep: int = 3):
+        self.directory = os.path.abspath(directory)
+        self._latest = ocp.CheckpointManager(
+            os.path.join(self.directory, "latest"),
+            options=ocp.CheckpointManagerOptions(
+                max_to_keep=keep, enable_async_checkpointing=False, create=True
+            ),
+            item_names=("state", "meta"),
+        )
+        self._best = ocp.CheckpointManager(
+            os.path.join(self.directory, "best"),
+            options=ocp.CheckpointManagerOptions(
+                max_to_keep=1,
+                best_fn=lambda metrics: metrics["val_accuracy"],
+                best_mode="max",
+                keep_checkpoints_without_metrics=False,
+                enable_async_checkpointing=False,
+                create=True,
+            ),
+            item_names=("state", "meta"),
+        )
+
+    def save(self, state: TrainState, meta: dict[str, Any], val_accuracy: float | None = None):
+        """Writes `state` and `meta` at `state.step` to latest/, and to best/ when
+        `val_accuracy` is given and beats the best so far."""
+        step = int(jax.device_get(state.step))
+        args = ocp.args.Composite(
+            state=ocp.args.StandardSave(_state_dict(state)), meta=ocp.args.JsonSave(meta)
+        )
+        # A step can exist already after a resume: a damaged checkpoint that was skipped (replace
+        # it), or a best one from before the interruption (the same state: keep it).
+        if step in self._latest.all_steps():
+            self._latest.delete(step)
+        self._latest.save(step, args=args, force=True)
+        if val_accuracy is not None and step not in self._best.all_steps():
+            self._best.save(step, args=args, metrics={"val_accuracy": val_accuracy}, force=True)
+
+    def restore_latest(
+        self, target: TrainState, model_name: str, log=print
+    ) -> tuple[TrainState, dict[str, Any]] | None:
+        """The newest readable checkpoint as `(state, meta)`, or None when there is none.
+
+        A damaged checkpoint (truncated or partial files) is reported in one line and skipped
+        for the one before it. A checkpoint of another model, or of the same model with other
+        shapes, raises `ConfigError` naming both.
+        """
+        steps = sorted(self._latest.all_steps(), reverse=True)
+        for step in steps:
+            try:
+                meta = self._latest.restore(
+                    step, args=ocp.args.Composite(meta=ocp.args.JsonRestore())
+                )["meta"]
+            except Exception as error:  # noqa: BLE001 - any unreadable file means damaged
+                log(_damaged(step, error))
+                continue
+            self._check_compatible(meta, target, model_name)
+            try:
+                restored = self._latest.restore(
+                    step,
+                    args=ocp.args.Composite(state=ocp.args.StandardRestore(_state_dict(target))),
+                )["state"]
+            except Exception as error:  # noqa: BLE001
+                log(_damaged(step, error))
+                continue
+            return serialization.from_state_dict(target, restored), meta
+        if steps:
+            raise ConfigError(
+                f"none of the {len(steps)} checkpoints in {self.directory} could be read; "
+                f"use --restart to start over."
+            )
+        return None
+
+    def _check_compatible(self, meta: dict, target: TrainState, model_name: str) -> None:
+        expected = count_params(target.params)
+        if meta.get("model") != model_name or meta.get("parameters") != expected:
+            raise ConfigError(
+                f"the checkpoint in {self.directory} is of model {meta.get('model')!r} with "
+                f"{meta.get('parameters')} parameters, not {model_name!r} with {expected}; "
+                f"use another --workdir or --restart to start over."
+            )
+
+    def close(self) -> None:
+        self._latest.close()
+        self._best.close()
+
+
+def remove_checkpoints(directory: str) -> None:
+    """Deletes a run's checkpoints (for `--restart`)."""
+    shutil.rmtree(directory, ignore_errors=True)
