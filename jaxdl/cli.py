@@ -37,6 +37,7 @@ _HELP = {
     "flip": "random horizontal flips",
     "early_stopping_patience": "stop after this many epochs without validation improvement",
     "flip_tta": "also report test accuracy with flip test-time augmentation",
+    "plots": "write plots to the run directory's plots/",
     "dtype": "computation dtype",
     "seed": "random seed (initialisation, split, shuffling, augmentation, dropout)",
     "workdir": "run directory for config, metrics, checkpoints and results; an existing one "

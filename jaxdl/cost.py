@@ -13,9 +13,7 @@ from jaxdl.state import count_params
 def variable_shapes(model: nn.Module, input_shape: tuple[int, ...]) -> dict:
     """The shapes of `model.init` on input f32[input_shape], without allocating anything."""
     dummy = jax.ShapeDtypeStruct(input_shape, jnp.float32)
-    return jax.eval_shape(
-        lambda x: model.init(jax.random.PRNGKey(0), x, train=False), dummy
-    )
+    return jax.eval_shape(lambda x: model.init(jax.random.PRNGKey(0), x, train=False), dummy)
 
 
 def param_count(model: nn.Module, input_shape: tuple[int, ...]) -> int:

@@ -22,6 +22,7 @@ from jaxdl.checkpoint import Checkpointer, remove_checkpoints
 from jaxdl.errors import ConfigError
 from jaxdl.loop import evaluate, fit, log
 from jaxdl.optim import OptimizerConfig, create_optimizer
+from jaxdl.report import save_run_plots
 from jaxdl.state import count_params, create_train_state
 from jaxdl.step import eval_step, train_step
 
@@ -52,6 +53,7 @@ class TrainConfig:
     flip: bool = False
     early_stopping_patience: int | None = None
     flip_tta: bool = False
+    plots: bool = True
     dtype: str = "float32"
     seed: int = 0
     workdir: str = "runs/default"
@@ -108,6 +110,32 @@ def load_splits(config: TrainConfig):
     return train, val, test
 
 
+def initial_state(
+    config: TrainConfig, num_classes: int, image_shape: tuple[int, ...], steps_per_epoch: int
+):
+    """The run's model, optimizer and fresh state: `(state, learning_rate_fn, data_key)`, all
+    decided by `config.seed` (`data_key` seeds shuffling and augmentation)."""
+    model = models.create(
+        config.model, num_classes=num_classes, dtype=DTYPES[config.dtype], **config.model_options
+    )
+    tx, learning_rate_fn = create_optimizer(
+        config.optimizer_config(), steps_per_epoch, config.epochs
+    )
+    init_key, data_key = jax.random.split(jax.random.PRNGKey(config.seed))
+    state = create_train_state(model, tx, init_key, (1, *image_shape))
+    return state, learning_rate_fn, data_key
+
+
+def config_from_file(path: str) -> TrainConfig:
+    """The `TrainConfig` a run wrote to its `config.json`."""
+    with open(path) as f:
+        values = json.load(f)
+    names = {field.name for field in dataclasses.fields(TrainConfig)}
+    config = TrainConfig(**{k: v for k, v in values.items() if k in names})
+    options = {k: tuple(v) if isinstance(v, list) else v for k, v in config.model_options.items()}
+    return dataclasses.replace(config, model_options=options)
+
+
 def prepare_workdir(workdir: str) -> None:
     """Creates the run directory, or says in one sentence why it cannot."""
     try:
@@ -150,29 +178,26 @@ def train_and_evaluate(config: TrainConfig) -> dict[str, Any]:
         f"images of {'x'.join(map(str, train.image_shape))}, {train.num_classes} classes"
     )
 
-    model = models.create(
-        config.model,
-        num_classes=train.num_classes,
-        dtype=DTYPES[config.dtype],
-        **config.model_options,
+    state, learning_rate_fn, data_key = initial_state(
+        config, train.num_classes, train.image_shape, steps
     )
-    tx, learning_rate_fn = create_optimizer(config.optimizer_config(), steps, config.epochs)
-    key = jax.random.PRNGKey(config.seed)
-    init_key, data_key = jax.random.split(key)
-    state = create_train_state(model, tx, init_key, (1, *train.image_shape))
     log(f"{config.model}: {count_params(state.params):,} parameters")
 
     start_epoch, start_index, history = 1, 0, []
     if config.restart:
         remove_checkpoints(os.path.join(config.workdir, "checkpoints"))
-    checkpointer = Checkpointer(os.path.join(config.workdir, "checkpoints"), config.keep_checkpoints)
+    checkpointer = Checkpointer(
+        os.path.join(config.workdir, "checkpoints"), config.keep_checkpoints
+    )
     resumed = checkpointer.restore_latest(state, config.model, log=log)
     if resumed is not None:
         state, meta = resumed
         start_epoch, start_index = meta["epoch"], meta["index"]
         history = read_history(config.workdir, before_epoch=start_epoch)
-        log(f"resuming from {checkpointer.directory} at step {int(state.step)} "
-            f"(epoch {start_epoch}, batch {start_index}); --restart starts over")
+        log(
+            f"resuming from {checkpointer.directory} at step {int(state.step)} "
+            f"(epoch {start_epoch}, batch {start_index}); --restart starts over"
+        )
     with open(os.path.join(config.workdir, "config.json"), "w") as f:
         json.dump(dataclasses.asdict(config) | {"mean": mean, "std": std}, f, indent=2)
 
@@ -226,13 +251,25 @@ def train_and_evaluate(config: TrainConfig) -> dict[str, Any]:
         results["test_accuracy_flip_tta"] = tta["accuracy"]
     with open(os.path.join(config.workdir, "results.json"), "w") as f:
         json.dump(results, f, indent=2)
+    if config.plots:
+        save_run_plots(
+            config.workdir,
+            result.state,
+            result.history,
+            learning_rate_fn,
+            steps * config.epochs,
+            test,
+            preprocess,
+        )
     log(
         f"trained {len(result.history)} epochs in {result.train_seconds:.1f} s "
         f"(+{result.compile_seconds:.1f} s compile); wall time {results['wall_seconds']:.1f} s; "
-        f"run directory {os.path.abspath(config.workdir)}"
+        f"run directory {os.path.abspath(config.workdir)} (config, metrics, checkpoints, plots)"
     )
     if config.flip_tta:
-        log(f"test accuracy with flip test-time augmentation: "
-            f"{100 * results['test_accuracy_flip_tta']:.2f} %")
+        log(
+            f"test accuracy with flip test-time augmentation: "
+            f"{100 * results['test_accuracy_flip_tta']:.2f} %"
+        )
     log(f"test accuracy: {100 * test_metrics['accuracy']:.2f} %")
     return results

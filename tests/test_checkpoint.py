@@ -19,9 +19,16 @@ from jaxdl.state import create_train_state
 from jaxdl.train import TrainConfig, train_and_evaluate
 
 TINY = TrainConfig(
-    dataset="mnist", model="mlp", model_options={"widths": (32,), "dropout_rate": 0.2},
-    epochs=2, batch_size=50, train_limit=550, test_limit=200, quiet=True,
-    checkpoint_every_steps=3, keep_checkpoints=100,
+    dataset="mnist",
+    model="mlp",
+    model_options={"widths": (32,), "dropout_rate": 0.2},
+    epochs=2,
+    batch_size=50,
+    train_limit=550,
+    test_limit=200,
+    quiet=True,
+    checkpoint_every_steps=3,
+    keep_checkpoints=100,
 )
 
 
@@ -83,7 +90,9 @@ def test_checkpoint_of_another_model_is_refused(uninterrupted, tmp_path):
     reference_dir, _ = uninterrupted
     model = models.create("mlp", num_classes=10, widths=(64,))
     target = create_train_state(model, optax.adam(1e-3), jax.random.PRNGKey(0), (1, 28, 28, 1))
-    with pytest.raises(ConfigError, match="is of model 'mlp' with 25450 parameters, not 'mlp' with 50890"):
+    with pytest.raises(
+        ConfigError, match="is of model 'mlp' with 25450 parameters, not 'mlp' with 50890"
+    ):
         Checkpointer(os.path.join(reference_dir, "checkpoints")).restore_latest(target, "mlp")
 
 

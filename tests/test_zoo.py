@@ -55,8 +55,11 @@ def test_parameter_count_equals_the_paper(name):
 
 def test_lenet_weights_alone():
     shapes = cost.variable_shapes(models.create("lenet5"), (1, 32, 32, 1))["params"]
-    kernels = [leaf for path, leaf in jax.tree_util.tree_leaves_with_path(shapes)
-               if path[-1].key == "kernel"]
+    kernels = [
+        leaf
+        for path, leaf in jax.tree_util.tree_leaves_with_path(shapes)
+        if path[-1].key == "kernel"
+    ]
     assert sum(int(np.prod(k.shape)) for k in kernels) == 61_470
 
 
@@ -83,11 +86,14 @@ RUN_A_STEP = {
 
 
 def one_step(model, image_shape, classes, batch=2):
-    state = create_train_state(model, optax.sgd(0.01, 0.9), jax.random.PRNGKey(0),
-                               (1, *image_shape))
+    state = create_train_state(
+        model, optax.sgd(0.01, 0.9), jax.random.PRNGKey(0), (1, *image_shape)
+    )
     key = jax.random.PRNGKey(1)
-    data = {"image": jax.random.normal(key, (batch, *image_shape)),
-            "label": jax.random.randint(key, (batch,), 0, max(classes, 2)) % classes}
+    data = {
+        "image": jax.random.normal(key, (batch, *image_shape)),
+        "label": jax.random.randint(key, (batch,), 0, max(classes, 2)) % classes,
+    }
     return jax.jit(train_step)(state, data)
 
 
@@ -100,35 +106,43 @@ def test_model_trains_one_step(name):
     assert int(state.step) == 1
 
 
-@pytest.mark.parametrize("name", sorted(set(models.names()) - {"fcn", "linear_regression",
-                                                                 "softmax_regression"}))
+@pytest.mark.parametrize(
+    "name", sorted(set(models.names()) - {"fcn", "linear_regression", "softmax_regression"})
+)
 def test_big_model_step_shapes(name):
     """The rest of the zoo: the train step traced with `jax.eval_shape` (nothing allocated)."""
     shape, classes, _ = PAPER_COUNTS.get(name, (CIFAR, 10, None))
     model = models.create(name, num_classes=classes)
     shapes = cost.variable_shapes(model, shape)
     state = jax.eval_shape(
-        lambda v: TrainState.create(apply_fn=model.apply, params=v["params"],
-                                    batch_stats=v.get("batch_stats", {}), tx=optax.sgd(0.1),
-                                    rng=jax.random.PRNGKey(0)),
+        lambda v: TrainState.create(
+            apply_fn=model.apply,
+            params=v["params"],
+            batch_stats=v.get("batch_stats", {}),
+            tx=optax.sgd(0.1),
+            rng=jax.random.PRNGKey(0),
+        ),
         shapes,
     )
-    batch = {"image": jax.ShapeDtypeStruct((2, *shape[1:]), jnp.float32),
-             "label": jax.ShapeDtypeStruct((2,), jnp.int32)}
+    batch = {
+        "image": jax.ShapeDtypeStruct((2, *shape[1:]), jnp.float32),
+        "label": jax.ShapeDtypeStruct((2,), jnp.int32),
+    }
     new_state, metrics = jax.eval_shape(train_step, state, batch)
     assert metrics["loss"].shape == ()
     assert jax.tree.map(lambda a: a.shape, new_state.params) == jax.tree.map(
-        lambda a: a.shape, state.params)
+        lambda a: a.shape, state.params
+    )
 
 
 def test_bfloat16_computation_keeps_float32_parameters():
-    model = models.create("resnet20", num_classes=10, dtype=jnp.bfloat16,
-                          stage_sizes=(1, 1, 1))
+    model = models.create("resnet20", num_classes=10, dtype=jnp.bfloat16, stage_sizes=(1, 1, 1))
     state, metrics = one_step(model, (32, 32, 3), 10)
     assert np.isfinite(float(metrics["loss"]))
     assert {leaf.dtype for leaf in jax.tree.leaves(state.params)} == {jnp.dtype(jnp.float32)}
-    logits = model.apply({"params": state.params, "batch_stats": state.batch_stats},
-                         jnp.zeros((1, 32, 32, 3)))
+    logits = model.apply(
+        {"params": state.params, "batch_stats": state.batch_stats}, jnp.zeros((1, 32, 32, 3))
+    )
     assert logits.dtype == jnp.bfloat16
 
 
@@ -147,8 +161,12 @@ def test_fcn_trains_a_step_on_per_pixel_labels():
     masks = (images[..., 0] > 0).astype(jnp.int32)
 
     def loss(params):
-        logits, _ = model.apply({"params": params, "batch_stats": variables["batch_stats"]},
-                                images, train=True, mutable=["batch_stats"])
+        logits, _ = model.apply(
+            {"params": params, "batch_stats": variables["batch_stats"]},
+            images,
+            train=True,
+            mutable=["batch_stats"],
+        )
         return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, masks))
 
     value, grads = jax.jit(jax.value_and_grad(loss))(variables["params"])
@@ -203,8 +221,9 @@ def test_forward_flops_of_resnet20_is_about_82_mflops():
 def test_zero_init_residual_zeroes_the_last_bn_scale():
     model = functools.partial(models.create, "resnet20", num_classes=10)
     shapes = cost.variable_shapes(model(zero_init_residual=True), CIFAR)
-    params = create_train_state(model(zero_init_residual=True), optax.sgd(0.1),
-                                jax.random.PRNGKey(0), CIFAR).params
+    params = create_train_state(
+        model(zero_init_residual=True), optax.sgd(0.1), jax.random.PRNGKey(0), CIFAR
+    ).params
     block = params["BasicBlock_0"]["ConvBN_1"]["BatchNorm_0"]["bn"]["scale"]
     assert float(jnp.abs(block).sum()) == 0.0
     assert shapes["params"]["BasicBlock_0"]["ConvBN_1"]["BatchNorm_0"]["bn"]["scale"].shape == (16,)

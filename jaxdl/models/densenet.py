@@ -43,9 +43,7 @@ class DenseNet(nn.Module):
         else:
             x = Conv(self.stem_features, 3, use_bias=False, dtype=self.dtype)(x)
         for index, layers in enumerate(self.block_sizes):
-            x = DenseBlock(layers, self.growth, self.bn_size, self.dropout_rate, **common)(
-                x, train
-            )
+            x = DenseBlock(layers, self.growth, self.bn_size, self.dropout_rate, **common)(x, train)
             if index < len(self.block_sizes) - 1:
                 x = Transition(int(x.shape[-1] * self.compression), **common)(x, train)
         x = nn.relu(BatchNorm(**common)(x, train))
@@ -59,6 +57,7 @@ register(
 # DenseNet-BC, depth 100, growth 12: (100 - 4) / 6 = 16 bottleneck layers per block.
 register(
     "densenet_bc100_k12",
-    functools.partial(DenseNet, block_sizes=(16, 16, 16), growth=12, stem_features=24,
-                      stem="cifar"),
+    functools.partial(
+        DenseNet, block_sizes=(16, 16, 16), growth=12, stem_features=24, stem="cifar"
+    ),
 )

@@ -58,11 +58,18 @@ class ResNet(nn.Module):
             for index in range(blocks):
                 strides = 2 if stage > 0 and index == 0 else 1
                 if self.block == "basic":
-                    block = BasicBlock(width, strides, self.shortcut, self.zero_init_residual,
-                                       **common)
+                    block = BasicBlock(
+                        width, strides, self.shortcut, self.zero_init_residual, **common
+                    )
                 else:
-                    block = Bottleneck(width, strides, self.groups, self.base_width,
-                                       zero_init_residual=self.zero_init_residual, **common)
+                    block = Bottleneck(
+                        width,
+                        strides,
+                        self.groups,
+                        self.base_width,
+                        zero_init_residual=self.zero_init_residual,
+                        **common,
+                    )
                 x = block(x, train)
         x = jnp.mean(x, axis=(1, 2))
         return nn.Dense(self.num_classes, dtype=self.dtype)(x)
@@ -86,8 +93,13 @@ class WideResNet(nn.Module):
         for stage, width in enumerate((16, 32, 64)):
             for index in range(blocks):
                 strides = 2 if stage > 0 and index == 0 else 1
-                x = PreActBlock(width * self.widen_factor, strides, self.dropout_rate,
-                                self.axis_name, self.dtype)(x, train)
+                x = PreActBlock(
+                    width * self.widen_factor,
+                    strides,
+                    self.dropout_rate,
+                    self.axis_name,
+                    self.dtype,
+                )(x, train)
         x = nn.relu(BatchNorm(axis_name=self.axis_name, dtype=self.dtype)(x, train))
         return nn.Dense(self.num_classes, dtype=self.dtype)(jnp.mean(x, axis=(1, 2)))
 
@@ -103,8 +115,9 @@ for _name, _sizes, _block in (
     register(_name, functools.partial(_imagenet, stage_sizes=_sizes, block=_block))
 register(
     "resnext50_32x4d",
-    functools.partial(_imagenet, stage_sizes=(3, 4, 6, 3), block="bottleneck", groups=32,
-                      base_width=4),
+    functools.partial(
+        _imagenet, stage_sizes=(3, 4, 6, 3), block="bottleneck", groups=32, base_width=4
+    ),
 )
 register(
     "wide_resnet50_2",
@@ -115,15 +128,27 @@ register("resnet18_cifar", functools.partial(ResNet, stage_sizes=(2, 2, 2, 2), s
 # ResNeXt-29-style CIFAR model on the same bottleneck block (3 stages, 32 groups x 4).
 register(
     "resnext_cifar",
-    functools.partial(ResNet, stage_sizes=(3, 3, 3), widths=(64, 128, 256), block="bottleneck",
-                      stem="cifar", groups=32, base_width=4),
+    functools.partial(
+        ResNet,
+        stage_sizes=(3, 3, 3),
+        widths=(64, 128, 256),
+        block="bottleneck",
+        stem="cifar",
+        groups=32,
+        base_width=4,
+    ),
 )
 # He et al. 2016 CIFAR ResNets: depth 6n + 2, widths 16/32/64, option-A shortcuts.
 for _depth in (20, 32, 44, 56, 110):
     register(
         f"resnet{_depth}",
-        functools.partial(ResNet, stage_sizes=((_depth - 2) // 6,) * 3, widths=(16, 32, 64),
-                          stem="cifar", shortcut="pad"),
+        functools.partial(
+            ResNet,
+            stage_sizes=((_depth - 2) // 6,) * 3,
+            widths=(16, 32, 64),
+            stem="cifar",
+            shortcut="pad",
+        ),
     )
 register("wrn28_10", functools.partial(WideResNet, depth=28, widen_factor=10))
 register("wrn16_8", functools.partial(WideResNet, depth=16, widen_factor=8))

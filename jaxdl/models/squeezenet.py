@@ -18,10 +18,30 @@ from jaxdl.nn.fire import Fire
 from jaxdl.nn.pool import max_pool
 
 # (squeeze, expand) per fire module (expand 1x1 = expand 3x3); "M" is a 3x3/2 ceil-mode pool.
-FIRES_1_0 = ((16, 64), (16, 64), (32, 128), "M", (32, 128), (48, 192), (48, 192), (64, 256),
-             "M", (64, 256))
-FIRES_1_1 = ((16, 64), (16, 64), "M", (32, 128), (32, 128), "M", (48, 192), (48, 192),
-             (64, 256), (64, 256))
+FIRES_1_0 = (
+    (16, 64),
+    (16, 64),
+    (32, 128),
+    "M",
+    (32, 128),
+    (48, 192),
+    (48, 192),
+    (64, 256),
+    "M",
+    (64, 256),
+)
+FIRES_1_1 = (
+    (16, 64),
+    (16, 64),
+    "M",
+    (32, 128),
+    (32, 128),
+    "M",
+    (48, 192),
+    (48, 192),
+    (64, 256),
+    (64, 256),
+)
 
 
 class SqueezeNet(nn.Module):
@@ -40,8 +60,13 @@ class SqueezeNet(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
         x = nn.relu(
-            Conv(self.stem_features, self.stem_kernel, self.stem_stride, padding="VALID"
-                 if self.stem_stride > 1 else None, dtype=self.dtype)(x)
+            Conv(
+                self.stem_features,
+                self.stem_kernel,
+                self.stem_stride,
+                padding="VALID" if self.stem_stride > 1 else None,
+                dtype=self.dtype,
+            )(x)
         )
         if self.stem_pool:
             x = max_pool(x, 3, 2, ceil_mode=True)
@@ -65,6 +90,7 @@ register(
 )
 register(
     "squeezenet_cifar",
-    functools.partial(SqueezeNet, stem_features=64, stem_kernel=3, fires=FIRES_1_1,
-                      stem_stride=1, stem_pool=False),
+    functools.partial(
+        SqueezeNet, stem_features=64, stem_kernel=3, fires=FIRES_1_1, stem_stride=1, stem_pool=False
+    ),
 )

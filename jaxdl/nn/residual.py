@@ -106,6 +106,7 @@ class PreActBlock(nn.Module):
             y = nn.Dropout(self.dropout_rate, deterministic=not train)(y)
         y = Conv(self.features, 3, 1, use_bias=False, dtype=self.dtype)(y)
         if self.strides != 1 or x.shape[-1] != self.features:
-            x = Conv(self.features, 1, self.strides, use_bias=False, dtype=self.dtype,
-                     name="shortcut")(pre)
+            x = Conv(
+                self.features, 1, self.strides, use_bias=False, dtype=self.dtype, name="shortcut"
+            )(pre)
         return x + y

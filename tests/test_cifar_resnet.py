@@ -1,0 +1,82 @@
+"""The main job end to end on a few hundred real CIFAR-10 images, and the plots it leaves."""
+
+import json
+import os
+
+import matplotlib.image
+import numpy as np
+import pytest
+
+from experiments import cifar_resnet
+from jaxdl import plots
+from jaxdl.report import PLOT_FILES
+
+
+@pytest.fixture(scope="module")
+def short_run(tmp_path_factory, data_dir):
+    workdir = tmp_path_factory.mktemp("cifar") / "run"
+    results = cifar_resnet.main(
+        [
+            "--train_limit",
+            "1000",
+            "--test_limit",
+            "500",
+            "--epochs",
+            "2",
+            "--batch_size",
+            "64",
+            "--quiet",
+            "--workdir",
+            str(workdir),
+        ]
+    )
+    return workdir, results
+
+
+def test_short_run_learns_and_reports(short_run):
+    workdir, results = short_run
+    assert results["test_count"] == 500
+    assert results["test_accuracy"] > 0.15  # chance is 0.10; 500 images make 0.15 a 4-sigma bar
+    assert 0.0 < results["test_accuracy_flip_tta"] <= 1.0
+    assert results["parameters"] == 269_722
+    config = json.loads((workdir / "config.json").read_text())
+    assert config["model"] == "resnet20" and config["crop_padding"] == 4 and config["flip"]
+    records = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in records] == [1, 2]
+    assert {"train_loss", "train_accuracy", "val_accuracy", "images_per_second"} <= set(records[0])
+    assert os.listdir(workdir / "checkpoints" / "latest") and os.listdir(
+        workdir / "checkpoints" / "best"
+    )
+
+
+def assert_real_png(path):
+    with open(path, "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n", path
+    pixels = matplotlib.image.imread(path)
+    assert pixels.shape[0] > 100 and pixels.shape[1] > 100, path
+    assert float(np.std(pixels[..., :3])) > 0.01, f"{path} is nearly blank"
+    return pixels
+
+
+def test_every_plot_is_a_real_png(short_run):
+    workdir, _ = short_run
+    for name in PLOT_FILES:
+        assert_real_png(workdir / "plots" / name)
+
+
+def test_filter_grid_is_not_constant(short_run):
+    workdir, _ = short_run
+    pixels = assert_real_png(workdir / "plots" / "filters.png")
+    # 16 colour filters: many distinct colours, not one flat grey
+    assert len(np.unique(pixels[..., :3].reshape(-1, 3), axis=0)) > 200
+
+
+def test_plots_command_regenerates_and_compares(short_run, tmp_path):
+    workdir, _ = short_run
+    for name in PLOT_FILES:
+        os.remove(workdir / "plots" / name)
+    out = tmp_path / "compare.png"
+    plots.main([str(workdir), str(workdir), "--out", str(out)])
+    for name in PLOT_FILES:
+        assert_real_png(workdir / "plots" / name)
+    assert_real_png(out)
