@@ -22,6 +22,7 @@ import jax
 import jax.numpy as jnp
 from tqdm.auto import tqdm
 
+from jaxdl.checkpoint import Checkpointer
 from jaxdl.data.device import (
     DeviceDataset,
     Preprocess,
