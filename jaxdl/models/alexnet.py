@@ -11,7 +11,7 @@ import jax.numpy as jnp
 
 from jaxdl.models.registry import register
 from jaxdl.nn import Conv
-from jaxdl.nn.pool import adaptive_avg_pool, max_pool
+from jaxdl.nn.pool import MaxPool, adaptive_avg_pool
 
 
 class AlexNet(nn.Module):
@@ -25,11 +25,11 @@ class AlexNet(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
         conv = lambda f, k, s=1, p=None: Conv(f, k, s, padding=p, dtype=self.dtype)
-        x = max_pool(nn.relu(conv(64, 11, 4, 2)(x)), 3, 2)
-        x = max_pool(nn.relu(conv(192, 5)(x)), 3, 2)
+        x = MaxPool(3, 2)(nn.relu(conv(64, 11, 4, 2)(x)))
+        x = MaxPool(3, 2)(nn.relu(conv(192, 5)(x)))
         x = nn.relu(conv(384, 3)(x))
         x = nn.relu(conv(256, 3)(x))
-        x = max_pool(nn.relu(conv(256, 3)(x)), 3, 2)
+        x = MaxPool(3, 2)(nn.relu(conv(256, 3)(x)))
         x = adaptive_avg_pool(x, (6, 6)).reshape(x.shape[0], -1)
         for width in (4096, 4096):
             x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)

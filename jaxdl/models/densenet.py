@@ -14,7 +14,7 @@ import jax.numpy as jnp
 from jaxdl.models.registry import register
 from jaxdl.nn import BatchNorm, Conv, ConvBN
 from jaxdl.nn.dense_block import DenseBlock, Transition
-from jaxdl.nn.pool import max_pool
+from jaxdl.nn.pool import MaxPool
 
 
 class DenseNet(nn.Module):
@@ -39,7 +39,7 @@ class DenseNet(nn.Module):
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
         common = {"axis_name": self.axis_name, "dtype": self.dtype}
         if self.stem == "imagenet":
-            x = max_pool(ConvBN(self.stem_features, 7, 2, **common)(x, train), 3, 2, padding=1)
+            x = MaxPool(3, 2, padding=1)(ConvBN(self.stem_features, 7, 2, **common)(x, train))
         else:
             x = Conv(self.stem_features, 3, use_bias=False, dtype=self.dtype)(x)
         for index, layers in enumerate(self.block_sizes):

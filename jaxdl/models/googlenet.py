@@ -14,7 +14,7 @@ import jax.numpy as jnp
 from jaxdl.models.registry import register
 from jaxdl.nn import ConvBN
 from jaxdl.nn.inception import Inception
-from jaxdl.nn.pool import max_pool
+from jaxdl.nn.pool import MaxPool
 
 # (c1, c3_reduce, c3, c5_reduce, c5, pool_proj) per module; an int is a stride-2 max pool of
 # that window (torchvision: 3 after inception 3b, 2 after 4e, both with ceil_mode).
@@ -50,14 +50,14 @@ class GoogLeNet(nn.Module):
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
         conv = lambda f, k, s=1: ConvBN(f, k, s, axis_name=self.axis_name, dtype=self.dtype)
         if self.stem == "imagenet":
-            x = max_pool(conv(64, 7, 2)(x, train), 3, 2, ceil_mode=True)
+            x = MaxPool(3, 2, ceil_mode=True)(conv(64, 7, 2)(x, train))
             x = conv(64, 1)(x, train)
-            x = max_pool(conv(192, 3)(x, train), 3, 2, ceil_mode=True)
+            x = MaxPool(3, 2, ceil_mode=True)(conv(192, 3)(x, train))
         else:
             x = conv(192, 3)(x, train)
         for stage in self.stages:
             if isinstance(stage, int):
-                x = max_pool(x, stage, 2, ceil_mode=True)
+                x = MaxPool(stage, 2, ceil_mode=True)(x)
                 continue
             x = Inception(
                 *stage, wide_kernel=self.wide_kernel, axis_name=self.axis_name, dtype=self.dtype

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 
 from jaxdl.models.registry import register
 from jaxdl.nn import Conv, activation
-from jaxdl.nn.pool import avg_pool, max_pool
+from jaxdl.nn.pool import AvgPool, MaxPool
 
 
 class LeNet5(nn.Module):
@@ -31,7 +31,8 @@ class LeNet5(nn.Module):
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
         del train
         act = activation(self.act)
-        pool = (lambda y: max_pool(y, 2, 2)) if self.pool == "max" else (lambda y: avg_pool(y, 2))
+        pool_layer = MaxPool if self.pool == "max" else AvgPool
+        pool = lambda y: pool_layer(2, 2)(y)
         pad_h, pad_w = (32 - x.shape[1]) // 2, (32 - x.shape[2]) // 2
         x = Conv(6, 5, padding=((pad_h, pad_h), (pad_w, pad_w)), dtype=self.dtype, name="c1")(x)
         x = pool(act(x))

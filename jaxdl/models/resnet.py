@@ -21,7 +21,7 @@ import jax.numpy as jnp
 
 from jaxdl.models.registry import register
 from jaxdl.nn import BatchNorm, Conv, ConvBN
-from jaxdl.nn.pool import max_pool
+from jaxdl.nn.pool import MaxPool
 from jaxdl.nn.residual import BasicBlock, Bottleneck, PreActBlock
 
 
@@ -51,7 +51,7 @@ class ResNet(nn.Module):
         common = {"axis_name": self.axis_name, "dtype": self.dtype}
         if self.stem == "imagenet":
             x = ConvBN(self.widths[0], 7, 2, **common)(x, train)
-            x = max_pool(x, 3, 2, padding=1)
+            x = MaxPool(3, 2, padding=1)(x)
         else:
             x = ConvBN(self.widths[0], 3, 1, **common)(x, train)
         for stage, (blocks, width) in enumerate(zip(self.stage_sizes, self.widths, strict=True)):

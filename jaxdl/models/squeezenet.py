@@ -15,7 +15,7 @@ import jax.numpy as jnp
 from jaxdl.models.registry import register
 from jaxdl.nn import Conv
 from jaxdl.nn.fire import Fire
-from jaxdl.nn.pool import max_pool
+from jaxdl.nn.pool import MaxPool
 
 # (squeeze, expand) per fire module (expand 1x1 = expand 3x3); "M" is a 3x3/2 ceil-mode pool.
 FIRES_1_0 = (
@@ -69,10 +69,10 @@ class SqueezeNet(nn.Module):
             )(x)
         )
         if self.stem_pool:
-            x = max_pool(x, 3, 2, ceil_mode=True)
+            x = MaxPool(3, 2, ceil_mode=True)(x)
         for fire in self.fires:
             if fire == "M":
-                x = max_pool(x, 3, 2, ceil_mode=True)
+                x = MaxPool(3, 2, ceil_mode=True)(x)
             else:
                 x = Fire(fire[0], fire[1], fire[1], dtype=self.dtype)(x)
         x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)

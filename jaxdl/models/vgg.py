@@ -18,7 +18,7 @@ import jax.numpy as jnp
 
 from jaxdl.models.registry import register
 from jaxdl.nn import BatchNorm, Conv
-from jaxdl.nn.pool import adaptive_avg_pool, max_pool
+from jaxdl.nn.pool import MaxPool, adaptive_avg_pool
 
 CONFIGS: dict[int, tuple] = {
     11: (64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"),
@@ -67,7 +67,7 @@ class VGG(nn.Module):
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
         for item in self.config:
             if item == "M":
-                x = max_pool(x, 2, 2)
+                x = MaxPool(2, 2)(x)
                 continue
             x = Conv(item, 3, dtype=self.dtype)(x)
             if self.batch_norm:

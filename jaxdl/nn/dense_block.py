@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxdl.nn.conv import BatchNorm, Conv
-from jaxdl.nn.pool import avg_pool
+from jaxdl.nn.pool import AvgPool
 
 
 class DenseLayer(nn.Module):
@@ -65,4 +65,4 @@ class Transition(nn.Module):
     def __call__(self, x: jax.Array, train: bool) -> jax.Array:
         x = nn.relu(BatchNorm(axis_name=self.axis_name, dtype=self.dtype)(x, train))
         x = Conv(self.features, 1, use_bias=False, dtype=self.dtype)(x)
-        return avg_pool(x, 2)
+        return AvgPool(2)(x)

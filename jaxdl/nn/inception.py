@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxdl.nn.conv import ConvBN
-from jaxdl.nn.pool import max_pool
+from jaxdl.nn.pool import MaxPool
 
 
 class Inception(nn.Module):
@@ -38,5 +38,5 @@ class Inception(nn.Module):
         b1 = conv(self.c1, 1)(x, train)
         b2 = conv(self.c3, 3)(conv(self.c3_reduce, 1)(x, train), train)
         b3 = conv(self.c5, self.wide_kernel)(conv(self.c5_reduce, 1)(x, train), train)
-        b4 = conv(self.pool_proj, 1)(max_pool(x, 3, 1, padding=1), train)
+        b4 = conv(self.pool_proj, 1)(MaxPool(3, 1, padding=1)(x), train)
         return jnp.concatenate([b1, b2, b3, b4], axis=-1)

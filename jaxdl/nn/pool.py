@@ -63,3 +63,25 @@ def adaptive_avg_pool(x: jax.Array, output_size: tuple[int, int]) -> jax.Array:
             cols.append(jnp.mean(x[:, r0:r1, c0:c1, :], axis=(1, 2)))
         rows.append(jnp.stack(cols, axis=1))
     return jnp.stack(rows, axis=1)
+
+
+class MaxPool(nn.Module):
+    """`max_pool` as a layer, so that model summaries see it (shape, receptive field)."""
+
+    window: int
+    stride: int
+    padding: int = 0
+    ceil_mode: bool = False
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return max_pool(x, self.window, self.stride, self.padding, self.ceil_mode)
+
+
+class AvgPool(nn.Module):
+    """`avg_pool` (no padding) as a layer, so that model summaries see it."""
+
+    window: int
+    stride: int | None = None
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return avg_pool(x, self.window, self.stride)
