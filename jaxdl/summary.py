@@ -154,7 +154,10 @@ def summarize(model: nn.Module, input_shape: tuple[int, ...], depth: int = 1) ->
 
 def format_table(rows: list[Row], total_params: int, total_flops: float) -> str:
     """A plain-text table with totals; FLOPs in millions."""
-    header = f"{'layer':<28} {'type':<12} {'output shape':<20} {'params':>12} {'MFLOPs':>10} {'field':>7}"
+    header = (
+        f"{'layer':<28} {'type':<12} {'output shape':<20} {'params':>12} {'MFLOPs':>10} "
+        f"{'field':>7}"
+    )
     lines = [header, "-" * len(header)]
     for row in rows:
         shape = "x".join(map(str, row.output_shape))

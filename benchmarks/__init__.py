@@ -1,0 +1,1 @@
+"""Benchmarks: throughput and model-cost tables, written to BENCHMARKS.md / README.md."""
