@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 from jaxdl.errors import ConfigError
 from jaxdl.optim import OPTIMIZERS, SCHEDULES, WEIGHT_DECAY_MODES
+from jaxdl.parallel import MODES
 from jaxdl.train import DTYPES, TrainConfig
 
 _HELP = {
@@ -38,6 +39,9 @@ _HELP = {
     "early_stopping_patience": "stop after this many epochs without validation improvement",
     "flip_tta": "also report test accuracy with flip test-time augmentation",
     "plots": "write plots to the run directory's plots/",
+    "parallel": "single: one device (jax.jit); pmap: jax.pmap over the local devices; sharded: "
+    "jax.jit on a device mesh, the batch split over it. Default single: on CPU, devices share "
+    "the same cores, so splitting only adds overhead",
     "dtype": "computation dtype",
     "seed": "random seed (initialisation, split, shuffling, augmentation, dropout)",
     "workdir": "run directory for config, metrics, checkpoints and results; an existing one "
@@ -54,6 +58,7 @@ _CHOICES = {
     "schedule": SCHEDULES,
     "weight_decay_mode": WEIGHT_DECAY_MODES,
     "dtype": tuple(DTYPES),
+    "parallel": MODES,
 }
 
 

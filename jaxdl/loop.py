@@ -63,12 +63,16 @@ def evaluate(
     )
 
 
-def _compile(step_fn: Callable, state: TrainState, batch: dict) -> tuple[Callable, float]:
-    """Ahead-of-time compile, so compile time is measured apart from training time."""
-    if not hasattr(step_fn, "lower"):
-        return step_fn, 0.0
+def _compile(step_fn: Callable, state: Any, batch: dict) -> tuple[Callable, float]:
+    """Compiles before training, so compile time is measured apart from training time: ahead
+    of time where the step is a jitted function, else by one step on a copy of the state (the
+    step donates its input)."""
     start = time.perf_counter()
-    compiled = step_fn.lower(state, batch).compile()
+    if hasattr(step_fn, "lower"):
+        compiled = step_fn.lower(state, batch).compile()
+    else:
+        compiled = step_fn
+        jax.block_until_ready(step_fn(jax.tree.map(jnp.copy, state), batch))
     return compiled, time.perf_counter() - start
 
 
@@ -94,11 +98,13 @@ def fit(
     start_epoch: int = 1,
     start_index: int = 0,
     history: list[dict[str, Any]] | None = None,
+    local_state: Callable[[Any], TrainState] = lambda state: state,
 ) -> FitResult:
     """Trains `state` for `epochs` epochs with `train_fn(state, batch) -> (state, metrics)`
     (already jitted) and returns a `FitResult`. `key` seeds shuffling and augmentation: epoch
     e uses `fold_in(key, e)`, so a resumed run sees the same batches as an uninterrupted one.
-    `history` holds the metrics records of epochs finished before a resume."""
+    `history` holds the metrics records of epochs finished before a resume. `local_state`
+    maps the (possibly replicated) state to a single-device one for checkpoints."""
     steps = steps_per_epoch(len(train_data), batch_size)
     os.makedirs(workdir, exist_ok=True)
     metrics_path = os.path.join(workdir, "metrics.jsonl")
@@ -116,8 +122,9 @@ def fit(
     def save(epoch: int, index: int, val_accuracy: float | None = None) -> None:
         if checkpointer is not None:
             meta = dict(checkpoint_meta or {}, epoch=epoch, index=index)
-            checkpointer.save(state, meta, val_accuracy)
+            checkpointer.save(local_state(state), meta, val_accuracy)
 
+    global_step = int(local_state(state).step)
     train_seconds = 0.0
     with open(metrics_path, "w") as metrics_file:
         for record in history:
@@ -141,13 +148,14 @@ def fit(
             batches = train_batches(train_data, epoch_key, batch_size, preprocess, first_index)
             for index, batch in enumerate(batches, start=first_index):
                 state, metrics = train_fn(state, batch)
+                global_step += 1
                 batch_metrics.append(metrics)
                 bar.update(batch_size)
                 # (the last batch of an epoch is saved by the epoch-end checkpoint below)
                 if (
                     checkpoint_every_steps
                     and index + 1 < steps
-                    and int(state.step) % checkpoint_every_steps == 0
+                    and global_step % checkpoint_every_steps == 0
                 ):
                     save(epoch, index + 1)
                 if not quiet and (index % 20 == 0 or index == steps - 1):
@@ -163,14 +171,14 @@ def fit(
 
             record = {
                 "epoch": epoch,
-                "step": int(state.step),
+                "step": global_step,
                 "train_loss": train_metrics["loss"],
                 "train_accuracy": train_metrics["accuracy"],
                 "images_per_second": (steps - first_index) * batch_size / seconds,
                 "epoch_seconds": seconds,
             }
             if learning_rate_fn is not None:
-                record["learning_rate"] = float(learning_rate_fn(int(state.step) - 1))
+                record["learning_rate"] = float(learning_rate_fn(global_step - 1))
             if val_data is not None and len(val_data):
                 val = evaluate(eval_fn, state, val_data, eval_batch_size, preprocess)
                 record.update(val_loss=val["loss"], val_accuracy=val["accuracy"])

@@ -7,7 +7,6 @@ Every classification experiment is a thin main over this: it sets its own defaul
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
 import os
 import time
@@ -17,14 +16,13 @@ import jax
 import jax.numpy as jnp
 
 from jaxdl import data as data_lib
-from jaxdl import models
+from jaxdl import models, parallel
 from jaxdl.checkpoint import Checkpointer, remove_checkpoints
 from jaxdl.errors import ConfigError
 from jaxdl.loop import evaluate, fit, log
 from jaxdl.optim import OptimizerConfig, create_optimizer
 from jaxdl.report import save_run_plots
 from jaxdl.state import count_params, create_train_state
-from jaxdl.step import eval_step, train_step
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
@@ -54,6 +52,7 @@ class TrainConfig:
     early_stopping_patience: int | None = None
     flip_tta: bool = False
     plots: bool = True
+    parallel: str = "single"
     dtype: str = "float32"
     seed: int = 0
     workdir: str = "runs/default"
@@ -112,12 +111,13 @@ def load_splits(config: TrainConfig):
 
 def initial_state(
     config: TrainConfig, num_classes: int, image_shape: tuple[int, ...], steps_per_epoch: int
-):
+):  # -> (TrainState, learning_rate_fn, data_key); the state is on one device
     """The run's model, optimizer and fresh state: `(state, learning_rate_fn, data_key)`, all
     decided by `config.seed` (`data_key` seeds shuffling and augmentation)."""
     model = models.create(
         config.model, num_classes=num_classes, dtype=DTYPES[config.dtype], **config.model_options
     )
+    model = parallel.model_for_mode(model, config.parallel)
     tx, learning_rate_fn = create_optimizer(
         config.optimizer_config(), steps_per_epoch, config.epochs
     )
@@ -165,6 +165,13 @@ def train_and_evaluate(config: TrainConfig) -> dict[str, Any]:
     """Trains `config.model` on `config.dataset` and returns the results (also written to
     `workdir/results.json`). Prints per-epoch lines and ends with `test accuracy: NN.NN %`."""
     config.validate()
+    runner = parallel.create_runner(
+        config.parallel,
+        label_smoothing=config.label_smoothing,
+        l2_weight=config.optimizer_config().l2_weight(),
+    )
+    parallel.check_divisible(config.batch_size, runner.device_count)
+    parallel.check_divisible(config.eval_batch_size, runner.device_count, "evaluation batch size")
     prepare_workdir(config.workdir)
     start = time.perf_counter()
     train, val, test = load_splits(config)
@@ -201,17 +208,13 @@ def train_and_evaluate(config: TrainConfig) -> dict[str, Any]:
     with open(os.path.join(config.workdir, "config.json"), "w") as f:
         json.dump(dataclasses.asdict(config) | {"mean": mean, "std": std}, f, indent=2)
 
-    step = functools.partial(
-        train_step,
-        label_smoothing=config.label_smoothing,
-        l2_weight=config.optimizer_config().l2_weight(),
-    )
-    train_fn = jax.jit(step, donate_argnums=0)
-    eval_fn = jax.jit(eval_step)
+    if runner.device_count > 1:
+        log(f"parallel: {runner.mode} over {runner.device_count} devices")
     result = fit(
-        state,
-        train_fn=train_fn,
-        eval_fn=eval_fn,
+        runner.put_state(state),
+        train_fn=runner.train,
+        eval_fn=runner.evaluate,
+        local_state=runner.local_state,
         train_data=data_lib.to_device(train),
         val_data=data_lib.to_device(val) if len(val) else None,
         preprocess=preprocess,
@@ -232,7 +235,10 @@ def train_and_evaluate(config: TrainConfig) -> dict[str, Any]:
     )
     checkpointer.close()
     test_data = data_lib.to_device(test)
-    test_metrics = evaluate(eval_fn, result.state, test_data, config.eval_batch_size, preprocess)
+    test_metrics = evaluate(
+        runner.evaluate, result.state, test_data, config.eval_batch_size, preprocess
+    )
+    final_state = runner.local_state(result.state)
     results = {
         "test_accuracy": test_metrics["accuracy"],
         "test_loss": test_metrics["loss"],
@@ -242,19 +248,22 @@ def train_and_evaluate(config: TrainConfig) -> dict[str, Any]:
         "compile_seconds": result.compile_seconds,
         "train_seconds": result.train_seconds,
         "wall_seconds": time.perf_counter() - start,
-        "parameters": count_params(result.state.params),
-        "images_per_second": result.history[-1]["images_per_second"],
+        "parameters": count_params(final_state.params),
+        "images_per_second": result.history[-1]["images_per_second"] if result.history else None,
+        "parallel": runner.mode,
+        "devices": runner.device_count,
     }
     if config.flip_tta:
-        tta_fn = jax.jit(functools.partial(eval_step, flip_tta=True))
-        tta = evaluate(tta_fn, result.state, test_data, config.eval_batch_size, preprocess)
+        tta = evaluate(
+            runner.evaluate_flip, result.state, test_data, config.eval_batch_size, preprocess
+        )
         results["test_accuracy_flip_tta"] = tta["accuracy"]
     with open(os.path.join(config.workdir, "results.json"), "w") as f:
         json.dump(results, f, indent=2)
     if config.plots:
         save_run_plots(
             config.workdir,
-            result.state,
+            final_state,
             result.history,
             learning_rate_fn,
             steps * config.epochs,

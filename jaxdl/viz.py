@@ -159,7 +159,7 @@ def conv_outputs(state: TrainState, image: jax.Array) -> list[tuple[tuple[str, .
     # each path ends in (..., "__call__", "0"): the module path is what precedes them
     return [
         (path[:-2], np.asarray(value[0]))
-        for path, value in _in_call_order(captured["intermediates"])
+        for path, value in _in_call_order(captured.get("intermediates", {}))
     ]
 
 

@@ -1,0 +1,194 @@
+"""The three ways to run the same pure step: one device, `jax.pmap`, or `jax.jit` on a mesh.
+
+* ``single``: plain `jax.jit` on the default device.
+* ``pmap``: the state is replicated on every device and the batch reshaped to
+  [devices, batch / devices, ...]; the step runs with `axis_name="batch"`, so gradients,
+  metrics and BatchNorm statistics are averaged across devices (`lax.pmean`), and models are
+  built with the same BatchNorm `axis_name`. Kept because users ask for it.
+* ``sharded``: a `jax.sharding.Mesh` over the devices with one axis, ``"data"``; the batch is
+  split along it with a `NamedSharding`, the state replicated, and the step jitted once with
+  those in/out shardings. XLA inserts the cross-device reductions itself (BatchNorm statistics
+  over the global batch included). This is what current JAX recommends for new code.
+
+All three give the same new parameters for the same global batch, within float tolerance
+(`tests/test_parallel.py`). Checkpoints, logging and plots always see a single-device copy of
+the state (`Runner.local_state`), so a checkpoint written in one mode restores in any other.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Callable
+from typing import Any
+
+import flax.linen as nn
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from jaxdl.errors import ConfigError
+from jaxdl.state import TrainState
+from jaxdl.step import eval_step, train_step
+
+MODES = ("single", "pmap", "sharded")
+PMAP_AXIS = "batch"
+MESH_AXIS = "data"
+
+
+def check_divisible(batch_size: int, devices: int, what: str = "batch size") -> None:
+    """One sentence when a global batch cannot be split evenly over the devices."""
+    if batch_size % devices:
+        lower = max(devices, batch_size // devices * devices)
+        raise ConfigError(
+            f"{what} {batch_size} does not divide by the {devices} devices; use a multiple of "
+            f"{devices}, such as {lower} or {lower + devices}."
+        )
+
+
+def model_for_mode(model: nn.Module, mode: str) -> nn.Module:
+    """Under pmap, BatchNorm must average its statistics over the pmap axis."""
+    if mode == "pmap" and "axis_name" in {f.name for f in dataclasses.fields(model)}:
+        return model.clone(axis_name=PMAP_AXIS)
+    return model
+
+
+@dataclasses.dataclass
+class Runner:
+    """Runs `train_step` / `eval_step` in one of `MODES` over `devices`.
+
+    `train(state, batch)` and `evaluate(state, batch)` take a placed state (`put_state`) and
+    a global batch as the data pipeline makes it (`{"image": f32[B, ...], ...}` on any device);
+    `local_state` gives back a single-device state for checkpoints and plots.
+    """
+
+    mode: str
+    devices: list
+    train: Callable
+    evaluate: Callable
+    evaluate_flip: Callable
+    put_state: Callable[[TrainState], Any]
+    local_state: Callable[[Any], TrainState]
+    put_batch: Callable[[dict], dict]
+
+    @property
+    def device_count(self) -> int:
+        return len(self.devices)
+
+
+def create_runner(mode: str = "single", devices: list | None = None, **step_options) -> Runner:
+    """A `Runner` for `mode`; `step_options` (label_smoothing, l2_weight) go to `train_step`.
+    `evaluate_flip` is `evaluate` with flip test-time augmentation."""
+    if mode not in MODES:
+        raise ConfigError(f"unknown --parallel {mode!r}; choose one of {', '.join(MODES)}.")
+    devices = list(devices or (jax.local_devices() if mode != "single" else jax.devices()[:1]))
+    if mode == "single":
+        devices = devices[:1]
+        step = jax.jit(functools.partial(train_step, **step_options), donate_argnums=0)
+        evaluate, evaluate_flip = (
+            jax.jit(functools.partial(eval_step, flip_tta=flip)) for flip in (False, True)
+        )
+        return Runner(
+            mode,
+            devices,
+            step,
+            evaluate,
+            evaluate_flip,
+            lambda s: jax.device_put(s, devices[0]),
+            lambda s: s,
+            lambda b: b,
+        )
+    if mode == "pmap":
+        return _pmap_runner(devices, step_options)
+    return _sharded_runner(devices, step_options)
+
+
+def replicate(tree, devices: list):
+    """One copy of every array per device, stacked on a new leading axis and sharded along it
+    (what `jax.pmap` takes; `jax.device_put_replicated` is deprecated)."""
+    sharding = NamedSharding(Mesh(np.asarray(devices), (PMAP_AXIS,)), P(PMAP_AXIS))
+    count = len(devices)
+    stacked = jax.tree.map(lambda x: np.broadcast_to(np.asarray(x), (count, *np.shape(x))), tree)
+    return jax.device_put(stacked, sharding)
+
+
+def _split(batch: dict, count: int) -> dict:
+    return jax.tree.map(lambda x: x.reshape(count, x.shape[0] // count, *x.shape[1:]), batch)
+
+
+def _pmap_runner(devices: list, step_options: dict) -> Runner:
+    count = len(devices)
+    step = jax.pmap(
+        functools.partial(train_step, axis_name=PMAP_AXIS, **step_options),
+        axis_name=PMAP_AXIS,
+        devices=devices,
+        donate_argnums=0,
+    )
+    evaluate, evaluate_flip = (
+        jax.pmap(
+            functools.partial(eval_step, axis_name=PMAP_AXIS, flip_tta=flip),
+            axis_name=PMAP_AXIS,
+            devices=devices,
+        )
+        for flip in (False, True)
+    )
+
+    def train(state, batch):
+        check_divisible(batch["label"].shape[0], count)
+        state, metrics = step(state, _split(batch, count))
+        return state, jax.tree.map(lambda x: x[0], metrics)
+
+    def evaluator(compiled):
+        def run(state, batch):
+            check_divisible(batch["label"].shape[0], count, "evaluation batch size")
+            return jax.tree.map(lambda x: x[0], compiled(state, _split(batch, count)))
+
+        return run
+
+    return Runner(
+        "pmap",
+        devices,
+        train,
+        evaluator(evaluate),
+        evaluator(evaluate_flip),
+        put_state=lambda s: replicate(s, devices),
+        local_state=lambda s: jax.tree.map(lambda x: x[0], s),
+        put_batch=lambda b: b,
+    )
+
+
+def _sharded_runner(devices: list, step_options: dict) -> Runner:
+    count = len(devices)
+    mesh = Mesh(np.asarray(devices), (MESH_AXIS,))
+    replicated = NamedSharding(mesh, P())
+    split = NamedSharding(mesh, P(MESH_AXIS))
+    step = jax.jit(
+        functools.partial(train_step, **step_options),
+        in_shardings=(replicated, split),
+        out_shardings=(replicated, replicated),
+        donate_argnums=0,
+    )
+    evaluate, evaluate_flip = (
+        jax.jit(
+            functools.partial(eval_step, flip_tta=flip),
+            in_shardings=(replicated, split),
+            out_shardings=replicated,
+        )
+        for flip in (False, True)
+    )
+
+    def put_batch(batch):
+        check_divisible(batch["label"].shape[0], count)
+        return jax.device_put(batch, split)
+
+    return Runner(
+        "sharded",
+        devices,
+        train=lambda state, batch: step(state, put_batch(batch)),
+        evaluate=lambda state, batch: evaluate(state, put_batch(batch)),
+        evaluate_flip=lambda state, batch: evaluate_flip(state, put_batch(batch)),
+        put_state=lambda s: jax.device_put(s, replicated),
+        local_state=lambda s: jax.device_put(s, devices[0]),
+        put_batch=put_batch,
+    )
