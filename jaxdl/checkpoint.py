@@ -25,7 +25,9 @@ from jaxdl.errors import ConfigError
 from jaxdl.state import TrainState, count_params
 
 # Orbax logs every save and restore at INFO; a training log wants one line per event.
-logging.getLogger("absl").setLevel(logging.WARNING)
+# (never lower than another jaxdl module set it: jaxdl.data silences TFDS's warnings too)
+_absl = logging.getLogger("absl")
+_absl.setLevel(max(_absl.level, logging.WARNING))
 
 
 def _damaged(step: int, error: Exception) -> str:
