@@ -160,6 +160,7 @@ def fit(
                     save(epoch, index + 1)
                 if not quiet and (index % 20 == 0 or index == steps - 1):
                     bar.set_postfix(
+                        step=f"{index + 1}/{steps}",
                         loss=f"{float(metrics['loss']):.4f}",
                         acc=f"{100 * float(metrics['accuracy']):.2f}%",
                     )
