@@ -37,6 +37,8 @@ _HELP = {
     "crop_padding": "random-crop padding in pixels (0: no crop)",
     "flip": "random horizontal flips",
     "early_stopping_patience": "stop after this many epochs without validation improvement",
+    "max_bad_steps": "stop after this many consecutive steps with a non-finite loss or "
+    "gradient (each such step is skipped: parameters unchanged)",
     "flip_tta": "also report test accuracy with flip test-time augmentation",
     "plots": "write plots to the run directory's plots/",
     "parallel": "single: one device (jax.jit); pmap: jax.pmap over the local devices; sharded: "

@@ -7,3 +7,7 @@ the fix. Command-line entry points catch it and print that sentence alone, witho
 
 class ConfigError(ValueError):
     """A user's mistake (bad option, missing data, wrong shape), explained in one sentence."""
+
+
+class NonFiniteError(ConfigError):
+    """Training stopped: too many consecutive steps had a non-finite loss or gradient."""

@@ -30,6 +30,7 @@ from jaxdl.data.device import (
     steps_per_epoch,
     train_batches,
 )
+from jaxdl.errors import NonFiniteError
 from jaxdl.metrics import mean_of_batches, totals_to_means
 from jaxdl.state import TrainState
 
@@ -99,12 +100,15 @@ def fit(
     start_index: int = 0,
     history: list[dict[str, Any]] | None = None,
     local_state: Callable[[Any], TrainState] = lambda state: state,
+    max_bad_steps: int = 20,
 ) -> FitResult:
     """Trains `state` for `epochs` epochs with `train_fn(state, batch) -> (state, metrics)`
     (already jitted) and returns a `FitResult`. `key` seeds shuffling and augmentation: epoch
     e uses `fold_in(key, e)`, so a resumed run sees the same batches as an uninterrupted one.
     `history` holds the metrics records of epochs finished before a resume. `local_state`
-    maps the (possibly replicated) state to a single-device one for checkpoints."""
+    maps the (possibly replicated) state to a single-device one for checkpoints. After
+    `max_bad_steps` consecutive skipped (non-finite) steps it raises `NonFiniteError` (checked
+    every 20 steps, so the host rarely waits for the device)."""
     steps = steps_per_epoch(len(train_data), batch_size)
     os.makedirs(workdir, exist_ok=True)
     metrics_path = os.path.join(workdir, "metrics.jsonl")
@@ -125,6 +129,7 @@ def fit(
             checkpointer.save(local_state(state), meta, val_accuracy)
 
     global_step = int(local_state(state).step)
+    bad_run = 0  # consecutive steps skipped for a non-finite loss or gradient
     train_seconds = 0.0
     with open(metrics_path, "w") as metrics_file:
         for record in history:
@@ -143,7 +148,7 @@ def fit(
                 dynamic_ncols=True,
             )
             start = time.perf_counter()
-            batch_metrics = []
+            batch_metrics, checked = [], 0
             bar.update(first_index * batch_size)
             batches = train_batches(train_data, epoch_key, batch_size, preprocess, first_index)
             for index, batch in enumerate(batches, start=first_index):
@@ -158,6 +163,18 @@ def fit(
                     and global_step % checkpoint_every_steps == 0
                 ):
                     save(epoch, index + 1)
+                if index % 20 == 19 or index == steps - 1:
+                    flags = jax.device_get([m["skipped"] for m in batch_metrics[checked:]])
+                    checked = len(batch_metrics)
+                    for flag in flags:
+                        bad_run = bad_run + 1 if flag else 0
+                    if bad_run >= max_bad_steps:
+                        raise NonFiniteError(
+                            f"{bad_run} consecutive steps had a non-finite loss or gradient "
+                            f"(they were skipped; the parameters are those of step "
+                            f"{global_step - bad_run}, and the checkpoints are intact); lower "
+                            f"--lr or check the data, then rerun to resume."
+                        )
                 if not quiet and (index % 20 == 0 or index == steps - 1):
                     bar.set_postfix(
                         step=f"{index + 1}/{steps}",
@@ -175,6 +192,7 @@ def fit(
                 "step": global_step,
                 "train_loss": train_metrics["loss"],
                 "train_accuracy": train_metrics["accuracy"],
+                "skipped_steps": round(train_metrics.get("skipped", 0.0) * len(batch_metrics)),
                 "images_per_second": (steps - first_index) * batch_size / seconds,
                 "epoch_seconds": seconds,
             }

@@ -41,7 +41,8 @@ def train_step(
     Under `jax.pmap(..., axis_name=A)` pass `axis_name=A`: gradients, the new BatchNorm
     statistics and the metrics are averaged across devices (the model's BatchNorm must carry
     the same axis name so the batch statistics are shared too). Returns the new state and
-    `{"loss", "accuracy"}` means over the batch (loss without the L2 term).
+    `{"loss", "accuracy"}` means over the batch (loss without the L2 term) and `skipped`: 1.0
+    when the loss or a gradient was not finite and the update was dropped, else 0.0.
     """
     has_batch_stats = bool(state.batch_stats)
 
@@ -70,7 +71,20 @@ def train_step(
         grads = lax.pmean(grads, axis_name)
         metrics = lax.pmean(metrics, axis_name)
         batch_stats = lax.pmean(batch_stats, axis_name)
-    state = state.apply_gradients(grads=grads, batch_stats=batch_stats)
+    # A step whose loss or gradients are not finite changes nothing but the step counter (so
+    # the next step draws fresh dropout masks); `skipped` counts it. Unlike
+    # optax.apply_if_finite, no number of bad steps ever lets a bad update through.
+    finite = jnp.isfinite(metrics["loss"]) & jnp.all(
+        jnp.stack([jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grads)])
+    )
+    updated = state.apply_gradients(grads=grads, batch_stats=batch_stats)
+    keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)
+    state = updated.replace(
+        params=keep(updated.params, state.params),
+        opt_state=keep(updated.opt_state, state.opt_state),
+        batch_stats=keep(updated.batch_stats, state.batch_stats),
+    )
+    metrics["skipped"] = 1.0 - finite.astype(jnp.float32)
     return state, metrics
 
 

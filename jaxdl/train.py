@@ -50,6 +50,7 @@ class TrainConfig:
     crop_padding: int = 0
     flip: bool = False
     early_stopping_patience: int | None = None
+    max_bad_steps: int = 20
     flip_tta: bool = False
     plots: bool = True
     parallel: str = "single"
@@ -215,6 +216,7 @@ def train_and_evaluate(config: TrainConfig) -> dict[str, Any]:
         train_fn=runner.train,
         eval_fn=runner.evaluate,
         local_state=runner.local_state,
+        max_bad_steps=config.max_bad_steps,
         train_data=data_lib.to_device(train),
         val_data=data_lib.to_device(val) if len(val) else None,
         preprocess=preprocess,

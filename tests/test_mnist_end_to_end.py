@@ -81,3 +81,29 @@ def test_help_lists_every_shared_option_with_defaults():
     ):
         assert option in result.stdout
     assert "(default: 20)" in result.stdout
+
+
+def test_diverging_run_stops_with_one_line(tmp_path):
+    result = run_cli(
+        "--train_limit",
+        "2000",
+        "--test_limit",
+        "100",
+        "--epochs",
+        "2",
+        "--optimizer",
+        "sgd",
+        "--lr",
+        "1e6",
+        "--schedule",
+        "constant",
+        "--max_bad_steps",
+        "10",
+        "--quiet",
+        "--workdir",
+        str(tmp_path),
+    )
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert "consecutive steps had a non-finite loss or gradient" in result.stderr
+    assert os.listdir(tmp_path / "checkpoints" / "latest") == []  # nothing bad was saved

@@ -132,3 +132,18 @@ def test_gradients_match_finite_differences():
             return jnp.mean(softmax_cross_entropy(model.apply({"params": params}, x), labels))
 
         check_grads(loss, (params,), order=2, modes=["rev"], eps=1e-4, atol=1e-6, rtol=1e-6)
+
+
+def test_non_finite_batch_leaves_parameters_and_optimizer_unchanged():
+    state, batch = make_state(), make_batch()
+    step = jax.jit(train_step)
+    state, _ = step(state, batch)  # a real step first, so the momentum is non-zero
+    bad = dict(batch, image=batch["image"].at[0, 0, 0, 0].set(jnp.nan))
+    new_state, metrics = step(state, bad)
+    assert float(metrics["skipped"]) == 1.0
+    chex.assert_trees_all_equal(new_state.params, state.params)
+    chex.assert_trees_all_equal(new_state.opt_state, state.opt_state)
+    chex.assert_trees_all_equal(new_state.batch_stats, state.batch_stats)
+    assert int(new_state.step) == int(state.step) + 1
+    _, good = step(new_state, batch)
+    assert float(good["skipped"]) == 0.0
