@@ -24,7 +24,7 @@ DEFAULTS = TrainConfig(
 def main(argv: list[str] | None = None) -> dict:
     parser = cli.parser(__doc__.splitlines()[0], DEFAULTS)
     parser.add_argument(
-        "--widths", default="1024,1024", help="hidden layer widths, comma-separated"
+        "--widths", default="1024,1024", help="MLP hidden layer widths, comma-separated"
     )
     parser.add_argument(
         "--activation",
@@ -39,12 +39,14 @@ def main(argv: list[str] | None = None) -> dict:
         "--dropout", type=float, default=0.2, help="dropout rate after each hidden layer"
     )
     args = parser.parse_args(argv)
-    model_options = {
-        "widths": tuple(int(w) for w in args.widths.split(",") if w),
-        "act": args.activation,
-        "weight_init": args.init,
-        "dropout_rate": args.dropout,
-    }
+    model_options = {}
+    if args.model == "mlp":  # the MLP options above shape the MLP only
+        model_options = {
+            "widths": tuple(int(w) for w in args.widths.split(",") if w),
+            "act": args.activation,
+            "weight_init": args.init,
+            "dropout_rate": args.dropout,
+        }
     config = cli.config_from_args(args, DEFAULTS, model_options=model_options)
     return train_and_evaluate(config)
 

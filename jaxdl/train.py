@@ -102,12 +102,34 @@ def load_splits(config: TrainConfig):
     )
     train, val = data_lib.train_val_split(full_train, val_size, seed=config.seed)
     for name, split in (("train", train), ("test", test)):
-        if split.labels.min() < 0 or split.labels.max() >= full_train.num_classes:
-            raise ConfigError(
-                f"{name} labels must lie in [0, {full_train.num_classes}), found "
-                f"{split.labels.min()}..{split.labels.max()}; fix the data or its class list."
-            )
+        check_labels(name, split.labels, full_train.num_classes)
     return train, val, test
+
+
+def check_labels(split: str, labels, num_classes: int) -> None:
+    """Labels outside [0, num_classes) make optax's cross-entropy silently NaN: refuse them."""
+    low, high = int(labels.min()), int(labels.max())
+    if low < 0 or high >= num_classes:
+        raise ConfigError(
+            f"{split} labels must lie in [0, {num_classes}), found {low}..{high}; fix the data "
+            f"or its class list."
+        )
+
+
+def check_model_fits(model, config: TrainConfig, image_shape: tuple[int, ...]) -> None:
+    """Traces the model on one image (shapes only, nothing allocated or compiled) so that an
+    input it cannot take stops with one sentence instead of an XLA traceback."""
+    try:
+        jax.eval_shape(
+            lambda: model.init(jax.random.PRNGKey(0), jnp.zeros((1, *image_shape)), train=False)
+        )
+    except Exception as error:  # noqa: BLE001 - any failure here means the shape does not fit
+        reason = str(error).strip().splitlines()[0][:160] if str(error).strip() else ""
+        raise ConfigError(
+            f"{config.dataset} images of {'x'.join(map(str, image_shape))} do not fit model "
+            f"{config.model!r} ({type(error).__name__}: {reason}); choose a model built for "
+            f"this input size."
+        ) from None
 
 
 def initial_state(
@@ -119,6 +141,7 @@ def initial_state(
         config.model, num_classes=num_classes, dtype=DTYPES[config.dtype], **config.model_options
     )
     model = parallel.model_for_mode(model, config.parallel)
+    check_model_fits(model, config, image_shape)
     tx, learning_rate_fn = create_optimizer(
         config.optimizer_config(), steps_per_epoch, config.epochs
     )

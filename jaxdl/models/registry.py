@@ -30,4 +30,10 @@ def create(name: str, num_classes: int = 10, **options) -> nn.Module:
         raise ConfigError(f"unknown model {name!r}; known models: {', '.join(names())}.")
     if num_classes < 1:
         raise ConfigError(f"num_classes must be at least 1, got {num_classes}.")
-    return _FACTORIES[name](num_classes=num_classes, **options)
+    try:
+        return _FACTORIES[name](num_classes=num_classes, **options)
+    except TypeError as error:
+        raise ConfigError(
+            f"model {name!r} does not take the options {sorted(options)} ({error}); "
+            f"drop the ones it does not know."
+        ) from None
