@@ -180,9 +180,9 @@ def test_sigkill_at_several_moments_then_resume_is_bit_identical(tmp_path):
     assert run_tiny_cli(reference).wait(timeout=120) == 0
     workdir = tmp_path / "killed"
     killed_at = []
-    # Kill when the first, then the third, then the fifth checkpoint has appeared: each time the
+    # Kill when the first, then the fourth checkpoint has appeared: each time the
     # process is in the middle of training or of writing the next checkpoint.
-    for wanted in (1, 3, 5):
+    for wanted in (1, 4):
         process = run_tiny_cli(workdir)
         deadline = time.time() + 90
         while len(checkpoint_steps(workdir)) < wanted and process.poll() is None:
