@@ -27,6 +27,7 @@ def measure(model_name: str, batch_size: int, steps: int, repeats: int) -> dict:
     import jax.numpy as jnp
 
     from jaxdl import models
+    from jaxdl.cost import xla_flops
     from jaxdl.optim import OptimizerConfig, create_optimizer
     from jaxdl.state import create_train_state
     from jaxdl.step import eval_step, train_step
@@ -68,8 +69,7 @@ def measure(model_name: str, batch_size: int, steps: int, repeats: int) -> dict:
             out = compiled_eval(state, batch)
         jax.block_until_ready(out)
 
-    flops = compiled_train.cost_analysis()
-    flops = (flops[0] if isinstance(flops, list) else flops).get("flops", 0.0)
+    flops = xla_flops(compiled_train)
     train_rates, eval_rates = timed(train_steps), timed(eval_steps)
     return {
         "model": model_name,

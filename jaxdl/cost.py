@@ -28,7 +28,12 @@ def forward_flops(model: nn.Module, input_shape: tuple[int, ...]) -> float:
     variables = variable_shapes(model, input_shape)
     dummy = jax.ShapeDtypeStruct(input_shape, jnp.float32)
     lowered = jax.jit(lambda v, x: model.apply(v, x, train=False)).lower(variables, dummy)
-    analysis = lowered.compile().cost_analysis()
+    return xla_flops(lowered.compile())
+
+
+def xla_flops(compiled) -> float:
+    """The FLOP count XLA's cost analysis gives a compiled computation."""
+    analysis = compiled.cost_analysis()
     if isinstance(analysis, list):  # older jax returned one dict per device
         analysis = analysis[0]
     return float(analysis.get("flops", 0.0))

@@ -78,11 +78,12 @@ def save_run_plots(
         )
     )
     images = normalize(jnp.asarray(test.images[:8]), preprocess.mean, preprocess.std)
-    kernel = viz.first_conv_kernel(state, images[0])
+    outputs = viz.conv_outputs(state, images[0])
+    kernel = viz.first_conv_kernel(state.params, outputs)
     if kernel is None:
         return paths
     paths.append(viz.plot_filters(kernel, os.path.join(out, "filters.png")))
-    stages = viz.conv_stage_outputs(state, images[0])
+    stages = viz.conv_stage_outputs(outputs)
     paths.append(
         viz.plot_feature_maps(test.images[0], stages, os.path.join(out, "feature_maps.png"))
     )

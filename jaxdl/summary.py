@@ -95,10 +95,7 @@ def _layer_flops(module: nn.Module, variables: dict, args: tuple, kwargs: dict) 
         call_args = [arrays.pop(0) if arr else statics_left.pop(0) for arr in is_array]
         return module.apply(v, *call_args, **kwargs)
 
-    analysis = jax.jit(run).lower(variables, *shapes).compile().cost_analysis()
-    if isinstance(analysis, list):
-        analysis = analysis[0]
-    return float(analysis.get("flops", 0.0))
+    return cost.xla_flops(jax.jit(run).lower(variables, *shapes).compile())
 
 
 def summarize(model: nn.Module, input_shape: tuple[int, ...], depth: int = 1) -> list[Row]:

@@ -163,12 +163,12 @@ def conv_outputs(state: TrainState, image: jax.Array) -> list[tuple[tuple[str, .
     ]
 
 
-def first_conv_kernel(state: TrainState, image: jax.Array) -> np.ndarray | None:
-    """The kernel [kh, kw, C, F] of the first convolution the model runs, or None."""
-    outputs = conv_outputs(state, image)
+def first_conv_kernel(params, outputs) -> np.ndarray | None:
+    """The kernel [kh, kw, C, F] of the first convolution in `outputs` (from `conv_outputs`),
+    or None when the model has no convolution."""
     if not outputs:
         return None
-    node = state.params
+    node = params
     for key in outputs[0][0]:
         node = node[key]
     return np.asarray(node["conv"]["kernel"])  # jaxdl.nn.Conv keeps its kernel in "conv"
@@ -193,11 +193,11 @@ def plot_filters(kernel: np.ndarray, path: str, max_filters: int = 64) -> str:
     return _save(fig, path)
 
 
-def conv_stage_outputs(state: TrainState, image: jax.Array, max_stages: int = 4):
-    """Feature maps of one image f32[H, W, C] after each convolution stage: the output of the
-    last convolution at each spatial resolution, in order, as (name, f32[h, w, c])."""
+def conv_stage_outputs(outputs, max_stages: int = 4):
+    """Feature maps after each convolution stage, from `conv_outputs`: the output of the last
+    convolution at each spatial resolution, in order, as (name, f32[h, w, c])."""
     stages: list[tuple[str, np.ndarray]] = []
-    for path, fmap in conv_outputs(state, image):
+    for path, fmap in outputs:
         name = "/".join(path)
         if stages and stages[-1][1].shape[:2] == fmap.shape[:2]:
             stages[-1] = (name, fmap)

@@ -29,16 +29,11 @@ class Affine(nn.Module):
         return nn.Dense(self.outputs, kernel_init=nn.initializers.zeros, dtype=self.dtype)(x)
 
 
-def _linear_regression(num_classes: int = 1, **options) -> nn.Module:
-    """`num_classes` is the number of regression targets here."""
+def _affine(num_classes: int = 1, **options) -> nn.Module:
+    """`num_classes` is the number of outputs: regression targets, 1 logit, or K logits."""
     return Affine(outputs=num_classes, **options)
 
 
-def _logistic_regression(num_classes: int = 1, **options) -> nn.Module:
-    """One logit per example (binary); pass num_classes=1."""
-    return Affine(outputs=num_classes, **options)
-
-
-register("linear_regression", _linear_regression)
-register("logistic_regression", _logistic_regression)
-register("softmax_regression", lambda num_classes=10, **options: Affine(num_classes, **options))
+register("linear_regression", _affine)
+register("logistic_regression", _affine)
+register("softmax_regression", lambda num_classes=10, **options: _affine(num_classes, **options))
