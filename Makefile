@@ -11,8 +11,12 @@ install:
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
 
+# Two workers, one test file each (module fixtures such as the short CIFAR-10 run are built once):
+# most of the suite's time is XLA compiling small programs on one thread, so two workers use
+# both cores. `make test TEST_WORKERS=0` runs in one process.
+TEST_WORKERS ?= 2
 test:
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 lint:
 	$(BIN)/ruff check jaxdl experiments tests benchmarks

@@ -33,3 +33,21 @@ def data_dir() -> str:
     if not os.path.isdir(os.path.join(path, "mnist")):
         pytest.fail(f"prepared MNIST not found under TFDS_DATA_DIR={path}; see ../shared/README.md")
     return path
+
+
+# The longest test files first, so that `make test`'s two workers (pytest-xdist, one file per
+# worker at a time) finish together instead of one of them starting the zoo last.
+LONGEST_FIRST = [
+    "test_zoo.py",
+    "test_parallel.py",
+    "test_cifar_resnet.py",
+    "test_reliability.py",
+]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        name = item.path.name
+        return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
+
+    items.sort(key=rank)  # stable: tests keep their order within a file
