@@ -2,6 +2,7 @@
 
     python -m benchmarks.step_throughput --model resnet20 --batch_size 128
     python -m benchmarks.step_throughput --compare_xla_default   # jaxdl's XLA flags vs jaxlib's
+    python -m benchmarks.step_throughput --layers plain,fast    # layer implementations, alternated
 
 The step is the one the experiments run (`jaxdl.step.train_step`, Nesterov SGD, L2 weight
 decay, donated state), compiled first (compile time reported apart), then timed `--repeats`
@@ -22,12 +23,37 @@ import sys
 import time
 
 
-def measure(model_name: str, batch_size: int, steps: int, repeats: int) -> dict:
+def measure(
+    model_name: str, batch_size: int, steps: int, repeats: int, layers: str = "auto"
+) -> dict:
+    return measure_alternately(model_name, batch_size, steps, repeats, [layers])[layers]
+
+
+def measure_alternately(
+    model_name: str, batch_size: int, steps: int, repeats: int, layer_impls: list[str]
+) -> dict[str, dict]:
+    """Compiles the step once per layer implementation, then times them in turn, repeat by
+    repeat, so that drifts of the shared machine fall on all of them alike."""
+    runs = {impl: _compile(model_name, batch_size, impl) for impl in layer_impls}
+    results = {impl: {**run["result"], "train_img_s": [], "eval_img_s": []} for impl, run in runs.items()}
+    for _ in range(repeats):
+        for impl, run in runs.items():
+            results[impl]["train_img_s"].append(run["time_train"](steps))
+            results[impl]["eval_img_s"].append(run["time_eval"](steps))
+    for result in results.values():
+        result["train_gflop_s"] = (
+            statistics.median(result["train_img_s"]) / batch_size * result["train_flops"] / 1e9
+        )
+    return results
+
+
+def _compile(model_name: str, batch_size: int, layers: str) -> dict:
     import jax
     import jax.numpy as jnp
 
     from jaxdl import models
     from jaxdl.cost import xla_flops
+    from jaxdl.nn.conv import layer_impl
     from jaxdl.optim import OptimizerConfig, create_optimizer
     from jaxdl.state import create_train_state
     from jaxdl.step import eval_step, train_step
@@ -44,44 +70,39 @@ def measure(model_name: str, batch_size: int, steps: int, repeats: int) -> dict:
     evaluate = jax.jit(eval_step)
 
     start = time.perf_counter()
-    compiled_train = train.lower(state, batch).compile()
-    compiled_eval = evaluate.lower(state, batch).compile()
+    with layer_impl(layers):
+        compiled_train = train.lower(state, batch).compile()
+        compiled_eval = evaluate.lower(state, batch).compile()
     compile_seconds = time.perf_counter() - start
     state, _ = compiled_train(state, batch)  # warm-up
     jax.block_until_ready(compiled_eval(state, batch))
 
-    def timed(run) -> list[float]:
-        rates = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            run()
-            rates.append(steps * batch_size / (time.perf_counter() - start))
-        return rates
-
-    def train_steps():
+    def time_train(steps: int) -> float:
         nonlocal state
+        start = time.perf_counter()
         for _ in range(steps):
             state, metrics = compiled_train(state, batch)
         jax.block_until_ready((state, metrics))
+        return steps * batch_size / (time.perf_counter() - start)
 
-    def eval_steps():
+    def time_eval(steps: int) -> float:
+        start = time.perf_counter()
         for _ in range(steps):
             out = compiled_eval(state, batch)
         jax.block_until_ready(out)
+        return steps * batch_size / (time.perf_counter() - start)
 
-    flops = xla_flops(compiled_train)
-    train_rates, eval_rates = timed(train_steps), timed(eval_steps)
-    return {
+    result = {
         "model": model_name,
+        "layers": layers,
         "batch_size": batch_size,
         "compile_seconds": compile_seconds,
-        "train_img_s": train_rates,
-        "eval_img_s": eval_rates,
-        "train_gflop_s": statistics.median(train_rates) / batch_size * flops / 1e9,
+        "train_flops": xla_flops(compiled_train),
         "xla_flags": os.environ.get("XLA_FLAGS", ""),
         "backend": jax.default_backend(),
         "dtype": str(jnp.float32.dtype),
     }
+    return {"result": result, "time_train": time_train, "time_eval": time_eval}
 
 
 def describe(result: dict, label: str = "") -> str:
@@ -89,7 +110,7 @@ def describe(result: dict, label: str = "") -> str:
         return f"{statistics.median(rates):,.0f} img/s ({min(rates):,.0f}–{max(rates):,.0f})"
 
     return (
-        f"{label}{result['model']} batch {result['batch_size']}: "
+        f"{label}{result['model']} batch {result['batch_size']}, layers {result['layers']}: "
         f"train {spread(result['train_img_s'])}, "
         f"eval {spread(result['eval_img_s'])}, {result['train_gflop_s']:.0f} GFLOP/s in "
         f"training, compile {result['compile_seconds']:.1f} s"
@@ -102,6 +123,12 @@ def main() -> None:
     parser.add_argument("--batch_size", type=int, default=128)
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument(
+        "--layers",
+        default="auto",
+        help="layer implementation(s), comma-separated to time several alternately "
+        "(auto, fast, plain; see jaxdl.nn.conv)",
+    )
     parser.add_argument("--compare_xla_default", action="store_true")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--json", action="store_true", help=argparse.SUPPRESS)
@@ -109,8 +136,10 @@ def main() -> None:
     if not args.compare_xla_default:
         import jaxdl  # noqa: F401  (applies jaxdl's XLA flags unless JAXDL_NO_XLA_FLAGS is set)
 
-        result = measure(args.model, args.batch_size, args.steps, args.repeats)
-        print(json.dumps(result) if args.json else describe(result))
+        impls = args.layers.split(",")
+        results = measure_alternately(args.model, args.batch_size, args.steps, args.repeats, impls)
+        for result in results.values():
+            print(json.dumps(result) if args.json else describe(result))
         return
     child = [
         sys.executable,
@@ -124,6 +153,8 @@ def main() -> None:
         str(args.steps),
         "--repeats",
         str(args.repeats),
+        "--layers",
+        args.layers,
         "--json",
     ]
     settings = {"jaxdl default flags": {}, "jaxlib default flags": {"JAXDL_NO_XLA_FLAGS": "1"}}

@@ -13,6 +13,7 @@ import sys
 from collections.abc import Callable
 
 from jaxdl.errors import ConfigError
+from jaxdl.nn.conv import LAYER_IMPLS
 from jaxdl.optim import OPTIMIZERS, SCHEDULES, WEIGHT_DECAY_MODES
 from jaxdl.parallel import MODES
 from jaxdl.train import DTYPES, TrainConfig
@@ -45,6 +46,8 @@ _HELP = {
     "jax.jit on a device mesh, the batch split over it. Default single: on CPU, devices share "
     "the same cores, so splitting only adds overhead",
     "dtype": "computation dtype",
+    "layers": "convolution / BatchNorm implementation (jaxdl.nn.conv): fast is written for "
+    "XLA:CPU, plain is flax's; auto: fast on CPU for float32, plain elsewhere",
     "seed": "random seed (initialisation, split, shuffling, augmentation, dropout)",
     "workdir": "run directory for config, metrics, checkpoints and results; an existing one "
     "is resumed from its latest checkpoint",
@@ -61,6 +64,7 @@ _CHOICES = {
     "weight_decay_mode": WEIGHT_DECAY_MODES,
     "dtype": tuple(DTYPES),
     "parallel": MODES,
+    "layers": LAYER_IMPLS,
 }
 
 

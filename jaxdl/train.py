@@ -19,6 +19,7 @@ from jaxdl import data as data_lib
 from jaxdl import models, parallel
 from jaxdl.checkpoint import Checkpointer, remove_checkpoints
 from jaxdl.errors import ConfigError
+from jaxdl.nn.conv import check_layer_impl, layer_impl
 from jaxdl.loop import evaluate, fit, log
 from jaxdl.optim import OptimizerConfig, create_optimizer
 from jaxdl.report import save_run_plots
@@ -55,6 +56,7 @@ class TrainConfig:
     plots: bool = True
     parallel: str = "single"
     dtype: str = "float32"
+    layers: str = "auto"
     seed: int = 0
     workdir: str = "runs/default"
     restart: bool = False
@@ -82,6 +84,7 @@ class TrainConfig:
                 raise ConfigError(
                     f"--{name} must be a positive integer, got {getattr(self, name)}."
                 )
+        check_layer_impl(self.layers)
         if self.dtype not in DTYPES:
             raise ConfigError(f"unknown --dtype {self.dtype!r}; choose one of {', '.join(DTYPES)}.")
         if not 0 <= self.label_smoothing < 1:
@@ -189,6 +192,12 @@ def train_and_evaluate(config: TrainConfig) -> dict[str, Any]:
     """Trains `config.model` on `config.dataset` and returns the results (also written to
     `workdir/results.json`). Prints per-epoch lines and ends with `test accuracy: NN.NN %`."""
     config.validate()
+    # Steps are traced inside; the layer implementation is read when they are.
+    with layer_impl(config.layers):
+        return _train_and_evaluate(config)
+
+
+def _train_and_evaluate(config: TrainConfig) -> dict[str, Any]:
     runner = parallel.create_runner(
         config.parallel,
         label_smoothing=config.label_smoothing,

@@ -2,12 +2,20 @@
 
 Models never call `flax.linen.Conv` or `flax.linen.BatchNorm` directly: going through `Conv`,
 `BatchNorm` and `ConvBN` here means the convolution and normalisation implementation can be
-changed for the whole zoo in one place (XLA:CPU, for one, runs plain convolutions far below its
-matmul speed).
+changed for the whole zoo in one place.
+
+Two implementations sit behind them: "plain" (`flax.linen.Conv` / `flax.linen.BatchNorm` as
+they are) and "fast" (the same layers and parameters with the convolution's weight gradient and
+BatchNorm's statistics written for XLA:CPU; `jaxdl.nn.fast_cpu` says why and how much). The
+default, "auto", is "fast" on the CPU backend for float32 layers and "plain" everywhere else
+(GPU, TPU, bfloat16, BatchNorm synchronised across devices). `JAXDL_LAYERS=plain|fast|auto` or
+`with layer_impl("plain"):` around the first trace of a step chooses another.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -15,7 +23,45 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxdl.errors import ConfigError
+from jaxdl.nn import fast_cpu
 from jaxdl.nn.activations import activation
+
+LAYER_IMPLS = ("auto", "fast", "plain")
+_layer_impl = [os.environ.get("JAXDL_LAYERS", "auto") or "auto"]
+
+
+def check_layer_impl(name: str) -> str:
+    if name not in LAYER_IMPLS:
+        raise ConfigError(
+            f"unknown layer implementation {name!r}; choose one of {', '.join(LAYER_IMPLS)}"
+        )
+    return name
+
+
+@contextlib.contextmanager
+def layer_impl(name: str):
+    """Within the block, layers traced use implementation `name` ("auto", "fast", "plain").
+
+    The choice is read when a step is traced (jit compiles once per shape), so wrap the first
+    call of a jitted function, or set `JAXDL_LAYERS` for the whole process.
+    """
+    previous = _layer_impl[0]
+    _layer_impl[0] = check_layer_impl(name)
+    try:
+        yield
+    finally:
+        _layer_impl[0] = previous
+
+
+def use_fast_path(dtype: Any, cross_device: bool = False) -> bool:
+    """Whether a layer of this dtype traced now takes the XLA:CPU path (see module docstring)."""
+    impl = check_layer_impl(_layer_impl[0])
+    if impl == "plain" or cross_device:
+        return False
+    if impl == "fast":
+        return True
+    return jax.default_backend() == "cpu" and jnp.dtype(dtype) == jnp.float32
 
 # He et al. 2015 "fan_out" normal init for ReLU convolutions, as torchvision's ResNet uses.
 he_normal_fan_out = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
@@ -62,6 +108,11 @@ class Conv(nn.Module):
             feature_group_count=self.groups,
             kernel_init=self.kernel_init,
             dtype=self.dtype,
+            conv_general_dilated=(
+                fast_cpu.conv_general_dilated
+                if use_fast_path(self.dtype)
+                else jax.lax.conv_general_dilated
+            ),
             name="conv",
         )(x)
 
@@ -83,6 +134,14 @@ class BatchNorm(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+        if use_fast_path(self.dtype, cross_device=train and self.axis_name is not None):
+            return FastBatchNorm(
+                use_running_average=not train,
+                momentum=self.momentum,
+                epsilon=self.epsilon,
+                scale_init=self.scale_init,
+                name="bn",
+            )(x)
         return nn.BatchNorm(
             use_running_average=not train,
             momentum=self.momentum,
@@ -92,6 +151,33 @@ class BatchNorm(nn.Module):
             dtype=self.dtype,
             name="bn",
         )(x)
+
+
+class FastBatchNorm(nn.Module):
+    """`flax.linen.BatchNorm` over the last axis (same variables: params `scale`, `bias`;
+    batch_stats `mean`, `var`, the biased batch variance, as flax keeps it) computed by
+    `fast_cpu.batch_norm_train`; float32 and one device only."""
+
+    use_running_average: bool
+    momentum: float = 0.9
+    epsilon: float = 1e-5
+    scale_init: Callable = nn.initializers.ones
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        features = x.shape[-1]
+        scale = self.param("scale", self.scale_init, (features,))
+        bias = self.param("bias", nn.initializers.zeros, (features,))
+        ra_mean = self.variable("batch_stats", "mean", lambda: jnp.zeros((features,)))
+        ra_var = self.variable("batch_stats", "var", lambda: jnp.ones((features,)))
+        if self.use_running_average:
+            a = scale * jax.lax.rsqrt(ra_var.value + self.epsilon)
+            return x * a + (bias - ra_mean.value * a)
+        y, mean, var = fast_cpu.batch_norm_train(x, scale, bias, self.epsilon)
+        if not self.is_initializing():
+            ra_mean.value = self.momentum * ra_mean.value + (1 - self.momentum) * mean
+            ra_var.value = self.momentum * ra_var.value + (1 - self.momentum) * var
+        return y
 
 
 class ConvBN(nn.Module):

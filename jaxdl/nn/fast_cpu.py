@@ -1,0 +1,191 @@
+"""Convolution and BatchNorm written for XLA:CPU, used by `jaxdl.nn.Conv` / `BatchNorm`.
+
+Two things cost a ResNet training step on XLA:CPU most of its time outside the convolutions
+themselves (benchmarks/profile_step.py; BENCHMARKS.md has the figures):
+
+1. **Weight-gradient transposes that recompute the network.** XLA:CPU computes a convolution's
+   weight gradient as a convolution whose feature axis is the batch, so it first transposes the
+   layer's input from [B, H, W, C] to [C, H, W, B]. XLA fuses the elementwise ops that produced
+   that input (BatchNorm, ReLU, the residual adds of the blocks before it) into the transpose,
+   so it re-reads several activations in transposed, cache-hostile order: ResNet-20's 19
+   transposes took ~140 ms of a ~400 ms step. `conv_general_dilated` here passes the input
+   through `opaque`, which XLA cannot fuse through, so the transpose reads one materialised
+   array (~30 ms in all). An optimisation barrier does not do this: XLA:CPU drops barriers
+   before fusion.
+2. **BatchNorm reductions.** XLA:CPU lowers the per-channel sums over (B, H, W) to slow
+   reduce-window loops (~60 ms a step for ResNet-20). `batch_norm_train` takes the sums as
+   matrix products instead (ones @ X, diag(XᵀX), diag(dYᵀX)), which run on XLA's fast dot
+   path, one read of the activation each, and has a hand-written backward (two channel sums
+   and one elementwise pass, the textbook BatchNorm gradient).
+
+Both are mathematically the plain operations; tests/test_fast_cpu.py checks forward and
+gradients against `lax.conv_general_dilated` and `flax.linen.BatchNorm` within float32
+tolerance. `opaque` costs a device-side branch per layer, free on CPU but a host sync on GPU,
+so jaxdl only uses this path on the CPU backend (see `jaxdl.nn.conv.use_fast_path`).
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+# Above this many channels diag(XᵀX) costs more multiply-adds (M·C²) than it saves in passes;
+# the sum of squares is then ones @ (X * X).
+GRAM_MAX_CHANNELS = 64
+
+
+def opaque(x: jax.Array) -> jax.Array:
+    """Returns `x` unchanged, as an array XLA must materialise and cannot fuse its producers
+    through: a `lax.cond` whose two branches both return `x`, on a predicate XLA cannot
+    evaluate at compile time (`isnan(v) | ~isnan(v)` of one element, always true)."""
+    first = x.reshape(-1)[0]
+    always = jnp.isnan(first) | ~jnp.isnan(first)
+    return lax.cond(always, lambda v: v, lambda v: v + jnp.zeros((), v.dtype), x)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4, 5, 6, 7))
+def _conv(x, kernel, strides, padding, lhs_dilation, rhs_dilation, dimension_numbers, groups):
+    return lax.conv_general_dilated(
+        x,
+        kernel,
+        strides,
+        padding,
+        lhs_dilation,
+        rhs_dilation,
+        dimension_numbers,
+        feature_group_count=groups,
+    )
+
+
+def _conv_fwd(x, kernel, *static):
+    x = opaque(x)
+    return _conv(x, kernel, *static), (x, kernel)
+
+
+def _conv_bwd(strides, padding, lhs_dilation, rhs_dilation, dimension_numbers, groups, res, dy):
+    x, kernel = res
+    _, vjp = jax.vjp(
+        lambda x, k: lax.conv_general_dilated(
+            x,
+            k,
+            strides,
+            padding,
+            lhs_dilation,
+            rhs_dilation,
+            dimension_numbers,
+            feature_group_count=groups,
+        ),
+        x,
+        kernel,
+    )
+    return vjp(dy)
+
+
+_conv.defvjp(_conv_fwd, _conv_bwd)
+
+
+def conv_general_dilated(
+    lhs,
+    rhs,
+    window_strides,
+    padding,
+    lhs_dilation=None,
+    rhs_dilation=None,
+    dimension_numbers=None,
+    feature_group_count=1,
+    batch_group_count=1,
+    precision=None,
+    preferred_element_type=None,
+):
+    """`lax.conv_general_dilated`'s signature (as `flax.linen.Conv` calls it), with the input
+    made `opaque` for the weight gradient. Falls back to the plain op for what it does not
+    cover (batch groups, explicit precision or output type)."""
+    if batch_group_count != 1 or precision is not None or preferred_element_type is not None:
+        return lax.conv_general_dilated(
+            lhs,
+            rhs,
+            window_strides,
+            padding,
+            lhs_dilation,
+            rhs_dilation,
+            dimension_numbers,
+            feature_group_count,
+            batch_group_count,
+            precision,
+            preferred_element_type,
+        )
+    if isinstance(padding, str):
+        spatial = lhs.shape[1:-1]
+        window = rhs.shape[:-2]
+        dilation = rhs_dilation or (1,) * len(window)
+        dilated = [(w - 1) * d + 1 for w, d in zip(window, dilation)]
+        padding = lax.padtype_to_pads(spatial, dilated, window_strides, padding)
+    return _conv(
+        lhs,
+        rhs,
+        tuple(window_strides),
+        tuple((int(lo), int(hi)) for lo, hi in padding),
+        None if lhs_dilation is None else tuple(lhs_dilation),
+        None if rhs_dilation is None else tuple(rhs_dilation),
+        dimension_numbers,
+        feature_group_count,
+    )
+
+
+def _channel_sum(m: jax.Array) -> jax.Array:
+    """f32[M, C] -> f32[C] as ones[M] @ m (XLA:CPU's dot path; its column reductions are slow)."""
+    return jnp.ones((m.shape[0],), m.dtype) @ m
+
+
+def _channel_dot(a: jax.Array, b: jax.Array) -> jax.Array:
+    """sum over rows of a * b, f32[M, C] x f32[M, C] -> f32[C]."""
+    if a.shape[1] <= GRAM_MAX_CHANNELS:
+        return jnp.diagonal(a.T @ b)
+    return _channel_sum(a * b)
+
+
+def batch_stats(x: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Per-channel mean and (biased) variance of f32[..., C] over every other axis."""
+    m = x.reshape(-1, x.shape[-1])
+    n = m.shape[0]
+    mean = _channel_sum(m) / n
+    var = jnp.maximum(_channel_dot(m, m) / n - jnp.square(mean), 0.0)
+    return mean, var
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
+def batch_norm_train(x, scale, bias, epsilon):
+    """Training-mode BatchNorm of f32[..., C] with the batch's statistics.
+
+    Returns (y f32[..., C], mean f32[C], var f32[C]); `mean` and `var` are for the running
+    averages and carry no gradient.
+    """
+    return _bn_fwd(x, scale, bias, epsilon)[0]
+
+
+def _bn_fwd(x, scale, bias, epsilon):
+    mean, var = batch_stats(x)
+    inv = lax.rsqrt(var + epsilon)
+    a = scale * inv
+    y = x * a + (bias - mean * a)
+    return (y, mean, var), (x, mean, inv, scale)
+
+
+def _bn_bwd(epsilon, res, cotangents):
+    x, mean, inv, scale = res
+    dy = cotangents[0]  # mean and var feed only the running averages
+    m, g = x.reshape(-1, x.shape[-1]), dy.reshape(-1, x.shape[-1])
+    n = m.shape[0]
+    dbias = _channel_sum(g)
+    dscale = (_channel_dot(g, m) - mean * dbias) * inv  # sum(dy * xhat)
+    # dx = scale * inv / n * (n dy - sum(dy) - xhat * sum(dy * xhat)), as one affine map of dy, x
+    k = scale * inv / n
+    coef_x = -k * dscale * inv
+    dx = (k * n) * dy + coef_x * x + (-k * dbias - coef_x * mean)
+    return dx, dscale, dbias
+
+
+batch_norm_train.defvjp(_bn_fwd, _bn_bwd)
