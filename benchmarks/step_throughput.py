@@ -35,7 +35,9 @@ def measure_alternately(
     """Compiles the step once per layer implementation, then times them in turn, repeat by
     repeat, so that drifts of the shared machine fall on all of them alike."""
     runs = {impl: _compile(model_name, batch_size, impl) for impl in layer_impls}
-    results = {impl: {**run["result"], "train_img_s": [], "eval_img_s": []} for impl, run in runs.items()}
+    results = {
+        impl: {**run["result"], "train_img_s": [], "eval_img_s": []} for impl, run in runs.items()
+    }
     for _ in range(repeats):
         for impl, run in runs.items():
             results[impl]["train_img_s"].append(run["time_train"](steps))

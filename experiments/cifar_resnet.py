@@ -2,10 +2,10 @@
 
 Defaults: ResNet-20 (He et al. 2016, option-A shortcuts), SGD with Nesterov momentum 0.9,
 peak learning rate 0.1 at batch 128 with one warm-up epoch and cosine decay, weight decay 5e-4
-(L2), label smoothing 0.1, random crop with 4-pixel padding and horizontal flips, 40 epochs:
-sized to finish in about 70 minutes on a 2-core CPU with jaxdl's XLA:CPU layers. A seeded 45,000 / 5,000 train /
-validation split; the 10,000 test images are used once, for the final number (plain and with
-flip test-time augmentation).
+(L2), label smoothing 0.1, random crop with 4-pixel padding and horizontal flips, 40
+epochs: sized to finish in about 70 minutes on a 2-core CPU with jaxdl's XLA:CPU layers. A
+seeded 45,000 / 5,000 train / validation split; the 10,000 test images are used once, for
+the final number (plain and with flip test-time augmentation).
 
 `--recipe he2016` sets the paper's schedule for machines with an accelerator: 182 epochs,
 momentum 0.9 (not Nesterov), learning rate 0.1 divided by 10 at epochs 91 and 136, weight

@@ -19,8 +19,8 @@ from jaxdl import data as data_lib
 from jaxdl import models, parallel
 from jaxdl.checkpoint import Checkpointer, remove_checkpoints
 from jaxdl.errors import ConfigError
-from jaxdl.nn.conv import check_layer_impl, layer_impl
 from jaxdl.loop import evaluate, fit, log
+from jaxdl.nn.conv import check_layer_impl, layer_impl
 from jaxdl.optim import OptimizerConfig, create_optimizer
 from jaxdl.report import save_run_plots
 from jaxdl.state import count_params, create_train_state

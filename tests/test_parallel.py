@@ -11,10 +11,10 @@ import numpy as np
 import optax
 import pytest
 
-from jaxdl.nn.conv import layer_impl
 from jaxdl import models, parallel
 from jaxdl.checkpoint import Checkpointer
 from jaxdl.errors import ConfigError
+from jaxdl.nn.conv import layer_impl
 from jaxdl.state import count_params, create_train_state
 from jaxdl.step import train_step
 

@@ -63,6 +63,7 @@ def use_fast_path(dtype: Any, cross_device: bool = False) -> bool:
         return True
     return jax.default_backend() == "cpu" and jnp.dtype(dtype) == jnp.float32
 
+
 # He et al. 2015 "fan_out" normal init for ReLU convolutions, as torchvision's ResNet uses.
 he_normal_fan_out = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
 

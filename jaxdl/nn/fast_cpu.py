@@ -121,7 +121,7 @@ def conv_general_dilated(
         spatial = lhs.shape[1:-1]
         window = rhs.shape[:-2]
         dilation = rhs_dilation or (1,) * len(window)
-        dilated = [(w - 1) * d + 1 for w, d in zip(window, dilation)]
+        dilated = [(w - 1) * d + 1 for w, d in zip(window, dilation, strict=True)]
         padding = lax.padtype_to_pads(spatial, dilated, window_strides, padding)
     return _conv(
         lhs,

@@ -1,0 +1,166 @@
+"""The XLA:CPU layers (jaxdl.nn.fast_cpu) equal the plain ones in values and gradients."""
+
+from __future__ import annotations
+
+import functools
+
+import chex
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from jax import lax
+
+from jaxdl import models
+from jaxdl.errors import ConfigError
+from jaxdl.nn import fast_cpu
+from jaxdl.nn.conv import BatchNorm, Conv, ConvBN, layer_impl, use_fast_path
+from jaxdl.state import create_train_state
+from jaxdl.step import train_step
+
+
+def reference_batch_norm(x, scale, bias, epsilon=1e-5):
+    """Textbook BatchNorm in float64 (two-pass variance)."""
+    mean = jnp.mean(x, axis=(0, 1, 2))
+    var = jnp.mean(jnp.square(x - mean), axis=(0, 1, 2))
+    return (x - mean) / jnp.sqrt(var + epsilon) * scale + bias, mean, var
+
+
+# Channels on both sides of GRAM_MAX_CHANNELS (the two ways of summing squares); post-ReLU
+# inputs with a mean as large as their spread, as BatchNorm sees inside a network.
+@pytest.mark.parametrize("shape", [(16, 8, 8, 16), (8, 4, 4, 64), (8, 4, 4, 96), (4, 2, 2, 256)])
+def test_batch_norm_matches_float64_reference(shape):
+    kx, kg, ks = jax.random.split(jax.random.PRNGKey(0), 3)
+    with jax.enable_x64(True):
+        x = jax.nn.relu(jax.random.normal(kx, shape, jnp.float64)) + 0.5
+        dy = jax.random.normal(kg, shape, jnp.float64)
+        scale = 1.0 + 0.5 * jax.random.normal(ks, shape[-1:], jnp.float64)
+        bias = jnp.linspace(-1.0, 1.0, shape[-1])
+        ref_out, ref_vjp = jax.vjp(reference_batch_norm, x, scale, bias)
+        ref_grads = ref_vjp((dy, jnp.zeros_like(scale), jnp.zeros_like(scale)))
+        ref = [np.asarray(a) for a in (*ref_out, *ref_grads)]
+    f32 = lambda a: np.asarray(a, np.float32)
+    out, vjp = jax.vjp(
+        lambda *a: fast_cpu.batch_norm_train(*a, 1e-5), f32(x), f32(scale), f32(bias)
+    )
+    zeros = jnp.zeros(shape[-1:])
+    grads = vjp((f32(dy), zeros, zeros))
+    for got, want in zip((*out, *grads), ref, strict=True):
+        np.testing.assert_allclose(got, want, rtol=2e-5, atol=2e-5 * np.abs(want).max())
+
+
+@pytest.mark.parametrize(
+    "strides, padding, groups, dilation",
+    [
+        (1, ((1, 1), (1, 1)), 1, 1),
+        (2, ((1, 1), (1, 1)), 1, 1),
+        (1, "SAME", 4, 1),
+        (1, "VALID", 1, 2),
+    ],
+)
+def test_conv_equals_lax_conv_with_gradients(strides, padding, groups, dilation):
+    kx, kw, kg = jax.random.split(jax.random.PRNGKey(1), 3)
+    x = jax.random.normal(kx, (4, 9, 9, 8))
+    w = jax.random.normal(kw, (3, 3, 8 // groups, 8))
+    args = dict(
+        window_strides=(strides, strides),
+        padding=padding,
+        rhs_dilation=(dilation, dilation),
+        dimension_numbers=("NHWC", "HWIO", "NHWC"),
+        feature_group_count=groups,
+    )
+    plain = functools.partial(lax.conv_general_dilated, **args)
+    fast = functools.partial(fast_cpu.conv_general_dilated, **args)
+    out, plain_vjp = jax.vjp(plain, x, w)
+    fast_out, fast_vjp = jax.jit(lambda x, w: jax.vjp(fast, x, w))(x, w)
+    dy = jax.random.normal(kg, out.shape)
+    chex.assert_trees_all_close(fast_out, out, atol=1e-6)
+    chex.assert_trees_all_close(fast_vjp(dy), plain_vjp(dy), atol=1e-5, rtol=1e-6)
+
+
+def test_opaque_is_the_identity_under_jit_and_grad():
+    x = jnp.arange(6.0).reshape(2, 3)
+    np.testing.assert_array_equal(jax.jit(fast_cpu.opaque)(x), x)
+    np.testing.assert_array_equal(jax.grad(lambda v: jnp.sum(fast_cpu.opaque(v) ** 2))(x), 2 * x)
+
+
+class TinyConvNet(nn.Module):
+    """ConvBN at 32 and 96 channels (both BatchNorm summing paths), a stride-2 conv, a head."""
+
+    @nn.compact
+    def __call__(self, x, train: bool = False):
+        x = ConvBN(32)(x, train)
+        x = ConvBN(96, strides=2)(x, train)
+        x = Conv(16, 1)(x)
+        x = nn.relu(BatchNorm()(x, train))
+        return nn.Dense(10)(jnp.mean(x, axis=(1, 2)))
+
+
+def tiny_batch():
+    kx, ky = jax.random.split(jax.random.PRNGKey(2))
+    return {
+        "image": jax.random.normal(kx, (64, 16, 16, 3)),
+        "label": jax.random.randint(ky, (64,), 0, 10, dtype=jnp.int32),
+    }
+
+
+def one_step(model, impl, batch):
+    """(params before, state after one step, metrics, eval logits after) with layers `impl`."""
+    tx = optax.sgd(0.1, momentum=0.9, nesterov=True)
+    state = create_train_state(model, tx, jax.random.PRNGKey(0), (1, *batch["image"].shape[1:]))
+    with layer_impl(impl):
+        step = jax.jit(functools.partial(train_step, l2_weight=5e-4))
+        new_state, metrics = step(state, batch)
+        logits = jax.jit(
+            lambda s: s.apply_fn(
+                {"params": s.params, "batch_stats": s.batch_stats}, batch["image"], train=False
+            )
+        )(new_state)
+    return state.params, new_state, metrics, logits
+
+
+def update_error(state, start, reference):
+    """Largest |update - reference update| over all parameters, over the largest update."""
+    update = lambda s: jax.tree.map(lambda a, b: np.asarray(a, np.float64) - b, s.params, start)
+    got, want = jax.tree.leaves(update(state)), jax.tree.leaves(update(reference))
+    scale = max(np.abs(w).max() for w in want)
+    return max(np.abs(g - w).max() for g, w in zip(got, want, strict=True)) / scale
+
+
+@pytest.mark.parametrize("model_name", ["tiny", "resnet20"])
+def test_train_step_fast_equals_plain(model_name):
+    """Same variables (checkpoints move between the two), same step within float32 rounding.
+
+    The parameter updates agree to 1e-2 of the largest one: float32 sums in another order, and
+    a float32 ResNet-20 step is itself ~1.7e-4 (absolute) from the exact one on CPU
+    (tests/test_parallel.py); fast and plain differ here by ~3e-4 (4e-3 relative)."""
+    model = TinyConvNet() if model_name == "tiny" else models.create("resnet20", num_classes=10)
+    batch = tiny_batch()
+    start, plain, plain_metrics, plain_logits = one_step(model, "plain", batch)
+    _, fast, fast_metrics, fast_logits = one_step(model, "fast", batch)
+    chex.assert_trees_all_equal_structs(plain.params, fast.params)
+    chex.assert_trees_all_equal_structs(plain.batch_stats, fast.batch_stats)
+    assert update_error(fast, start, plain) < 1e-2
+    chex.assert_trees_all_close(fast.batch_stats, plain.batch_stats, atol=1e-5, rtol=1e-5)
+    np.testing.assert_allclose(fast_metrics["loss"], plain_metrics["loss"], rtol=1e-6)
+    np.testing.assert_allclose(fast_logits, plain_logits, atol=1e-4, rtol=1e-4)
+
+
+def test_auto_chooses_fast_only_for_float32_on_cpu_without_cross_device_stats():
+    assert jax.default_backend() == "cpu"
+    with layer_impl("auto"):
+        assert use_fast_path(jnp.float32)
+        assert not use_fast_path(jnp.bfloat16)
+        assert not use_fast_path(jnp.float32, cross_device=True)
+    with layer_impl("plain"):
+        assert not use_fast_path(jnp.float32)
+    with layer_impl("fast"):
+        assert use_fast_path(jnp.bfloat16)
+
+
+def test_unknown_layer_impl_is_one_sentence():
+    with pytest.raises(ConfigError, match="unknown layer implementation 'quick'; choose one of"):
+        with layer_impl("quick"):
+            pass
