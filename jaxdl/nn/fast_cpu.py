@@ -41,6 +41,8 @@ def opaque(x: jax.Array) -> jax.Array:
     """Returns `x` unchanged, as an array XLA must materialise and cannot fuse its producers
     through: a `lax.cond` whose two branches both return `x`, on a predicate XLA cannot
     evaluate at compile time (`isnan(v) | ~isnan(v)` of one element, always true)."""
+    if x.size == 0:
+        return x
     first = x.reshape(-1)[0]
     always = jnp.isnan(first) | ~jnp.isnan(first)
     return lax.cond(always, lambda v: v, lambda v: v + jnp.zeros((), v.dtype), x)
