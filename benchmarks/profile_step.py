@@ -82,20 +82,11 @@ def classify_hlo(hlo_text: str) -> dict[str, str]:
 def profile(model_name: str, batch_size: int, steps: int, layers: str) -> None:
     import jax
 
-    from jaxdl import models
+    from benchmarks.step_throughput import synthetic_state_and_batch
     from jaxdl.nn.conv import layer_impl
-    from jaxdl.optim import OptimizerConfig, create_optimizer
-    from jaxdl.state import create_train_state
     from jaxdl.step import train_step
 
-    model = models.create(model_name, num_classes=10)
-    tx, _ = create_optimizer(OptimizerConfig(name="nesterov", lr=0.1, schedule="constant"), 1, 1)
-    state = create_train_state(model, tx, jax.random.PRNGKey(0), (1, 32, 32, 3))
-    key = jax.random.PRNGKey(1)
-    batch = {
-        "image": jax.random.normal(key, (batch_size, 32, 32, 3)),
-        "label": jax.random.randint(key, (batch_size,), 0, 10),
-    }
+    state, batch = synthetic_state_and_batch(model_name, batch_size)
     step = jax.jit(functools.partial(train_step, l2_weight=5e-4), donate_argnums=0)
     with layer_impl(layers):
         compiled = step.lower(state, batch).compile()

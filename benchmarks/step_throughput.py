@@ -49,16 +49,14 @@ def measure_alternately(
     return results
 
 
-def _compile(model_name: str, batch_size: int, layers: str) -> dict:
+def synthetic_state_and_batch(model_name: str, batch_size: int):
+    """A fresh train state of a zoo model (10 classes, 32x32x3 input, Nesterov SGD at lr 0.1)
+    and one random CIFAR-shaped batch: what every step benchmark times."""
     import jax
-    import jax.numpy as jnp
 
     from jaxdl import models
-    from jaxdl.cost import xla_flops
-    from jaxdl.nn.conv import layer_impl
     from jaxdl.optim import OptimizerConfig, create_optimizer
     from jaxdl.state import create_train_state
-    from jaxdl.step import eval_step, train_step
 
     model = models.create(model_name, num_classes=10)
     tx, _ = create_optimizer(OptimizerConfig(name="nesterov", lr=0.1, schedule="constant"), 1, 1)
@@ -68,6 +66,18 @@ def _compile(model_name: str, batch_size: int, layers: str) -> dict:
         "image": jax.random.normal(key, (batch_size, 32, 32, 3)),
         "label": jax.random.randint(key, (batch_size,), 0, 10),
     }
+    return state, batch
+
+
+def _compile(model_name: str, batch_size: int, layers: str) -> dict:
+    import jax
+    import jax.numpy as jnp
+
+    from jaxdl.cost import xla_flops
+    from jaxdl.nn.conv import layer_impl
+    from jaxdl.step import eval_step, train_step
+
+    state, batch = synthetic_state_and_batch(model_name, batch_size)
     train = jax.jit(functools.partial(train_step, l2_weight=5e-4), donate_argnums=0)
     evaluate = jax.jit(eval_step)
 

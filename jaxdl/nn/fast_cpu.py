@@ -48,8 +48,7 @@ def opaque(x: jax.Array) -> jax.Array:
     return lax.cond(always, lambda v: v, lambda v: v + jnp.zeros((), v.dtype), x)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4, 5, 6, 7))
-def _conv(x, kernel, strides, padding, lhs_dilation, rhs_dilation, dimension_numbers, groups):
+def _plain_conv(x, kernel, strides, padding, lhs_dilation, rhs_dilation, dimension_numbers, groups):
     return lax.conv_general_dilated(
         x,
         kernel,
@@ -62,27 +61,17 @@ def _conv(x, kernel, strides, padding, lhs_dilation, rhs_dilation, dimension_num
     )
 
 
+_conv = jax.custom_vjp(_plain_conv, nondiff_argnums=(2, 3, 4, 5, 6, 7))
+
+
 def _conv_fwd(x, kernel, *static):
     x = opaque(x)
-    return _conv(x, kernel, *static), (x, kernel)
+    return _plain_conv(x, kernel, *static), (x, kernel)
 
 
-def _conv_bwd(strides, padding, lhs_dilation, rhs_dilation, dimension_numbers, groups, res, dy):
-    x, kernel = res
-    _, vjp = jax.vjp(
-        lambda x, k: lax.conv_general_dilated(
-            x,
-            k,
-            strides,
-            padding,
-            lhs_dilation,
-            rhs_dilation,
-            dimension_numbers,
-            feature_group_count=groups,
-        ),
-        x,
-        kernel,
-    )
+def _conv_bwd(*args):
+    *static, (x, kernel), dy = args
+    _, vjp = jax.vjp(lambda x, k: _plain_conv(x, k, *static), x, kernel)
     return vjp(dy)
 
 
