@@ -25,6 +25,7 @@ def input_for(name: str) -> tuple[tuple[int, ...], int]:
         return (1, 64, 64, 1), 11
     cifar_resnets = {"resnet20", "resnet32", "resnet44", "resnet56", "resnet110"}
     cifar = name in cifar_resnets or name.startswith(("wrn", "densenet_bc")) or "cifar" in name
+    cifar = cifar or name == "vgg_small"
     return (CIFAR, 10) if cifar else (IMAGENET, 1000)
 
 

@@ -8,6 +8,10 @@ shuffled order), the model name and its parameter count. Nothing is pickled: arr
 tensorstore, metadata through JSON.
 
 Layout: `workdir/checkpoints/latest/<step>/` and `workdir/checkpoints/best/<step>/`.
+
+In a multi-process run every process holds the same replicated state: process 0 alone writes,
+every process reads (to resume), each through its own Orbax managers that never wait for the
+others (`MultiprocessingOptions(active_processes={this process})`).
 """
 
 from __future__ import annotations
@@ -47,11 +51,21 @@ class Checkpointer:
 
     def __init__(self, directory: str, keep: int = 3):
         self.directory = os.path.abspath(directory)
+        process = jax.process_index()
+        self.writer = process == 0
+        common = {"enable_async_checkpointing": False, "create": True}
+        if jax.process_count() > 1:
+            # each process's managers act alone (process 0 writes, all read); Orbax leaves
+            # creating the directories to us then
+            for name in ("latest", "best"):
+                os.makedirs(os.path.join(self.directory, name), exist_ok=True)
+            common["create"] = False
+            common["multiprocessing_options"] = ocp.options.MultiprocessingOptions(
+                primary_host=process, active_processes={process}
+            )
         self._latest = ocp.CheckpointManager(
             os.path.join(self.directory, "latest"),
-            options=ocp.CheckpointManagerOptions(
-                max_to_keep=keep, enable_async_checkpointing=False, create=True
-            ),
+            options=ocp.CheckpointManagerOptions(max_to_keep=keep, **common),
             item_names=("state", "meta"),
         )
         self._best = ocp.CheckpointManager(
@@ -61,16 +75,19 @@ class Checkpointer:
                 best_fn=lambda metrics: metrics["val_accuracy"],
                 best_mode="max",
                 keep_checkpoints_without_metrics=False,
-                enable_async_checkpointing=False,
-                create=True,
+                **common,
             ),
             item_names=("state", "meta"),
         )
 
     def save(self, state: TrainState, meta: dict[str, Any], val_accuracy: float | None = None):
         """Writes `state` and `meta` at `state.step` to latest/, and to best/ when
-        `val_accuracy` is given and beats the best so far."""
+        `val_accuracy` is given and beats the best so far (process 0 only)."""
+        if not self.writer:
+            return
         step = int(jax.device_get(state.step))
+        if jax.process_count() > 1:  # Orbax refuses one process's device arrays there
+            state = jax.device_get(state)
         args = ocp.args.Composite(
             state=ocp.args.StandardSave(_state_dict(state)), meta=ocp.args.JsonSave(meta)
         )

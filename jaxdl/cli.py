@@ -10,8 +10,10 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
+import traceback
 from collections.abc import Callable
 
+from jaxdl.distributed import exit_process, in_multiprocess_run, initialize_from_env
 from jaxdl.errors import ConfigError
 from jaxdl.nn.conv import LAYER_IMPLS
 from jaxdl.optim import OPTIMIZERS, SCHEDULES, WEIGHT_DECAY_MODES
@@ -108,12 +110,19 @@ def config_from_args(args: argparse.Namespace, defaults: TrainConfig, **override
 
 def run(main: Callable[[], object]) -> None:
     """Runs a command's `main`; a `ConfigError` ends it with one line on stderr and exit code 2,
-    no traceback."""
+    no traceback. Joins a multi-process run first when `jaxdl.launch` started this one; there,
+    any failure ends the process at once, so the launcher can stop the others."""
     try:
+        initialize_from_env()
         main()
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
+        exit_process(2)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
-        sys.exit(130)
+        exit_process(130)
+    except Exception:
+        if not in_multiprocess_run():
+            raise
+        traceback.print_exc()
+        exit_process(1)

@@ -30,6 +30,7 @@ from jaxdl.data.device import (
     steps_per_epoch,
     train_batches,
 )
+from jaxdl.distributed import is_main_process
 from jaxdl.errors import NonFiniteError
 from jaxdl.metrics import mean_of_batches, totals_to_means
 from jaxdl.state import TrainState
@@ -47,8 +48,10 @@ class FitResult:
 
 
 def log(message: str) -> None:
-    """A line for the user, written so it does not break a running progress bar."""
-    tqdm.write(message, file=sys.stdout)
+    """A line for the user, written so it does not break a running progress bar (by process 0
+    only, in a multi-process run)."""
+    if is_main_process():
+        tqdm.write(message, file=sys.stdout)
 
 
 def evaluate(
@@ -111,7 +114,9 @@ def fit(
     every 20 steps, so the host rarely waits for the device)."""
     steps = steps_per_epoch(len(train_data), batch_size)
     os.makedirs(workdir, exist_ok=True)
-    metrics_path = os.path.join(workdir, "metrics.jsonl")
+    # in a multi-process run, process 0 writes the files and shows the progress
+    main_process = is_main_process()
+    metrics_path = os.path.join(workdir, "metrics.jsonl") if main_process else os.devnull
     first_batch = next(train_batches(train_data, key, batch_size, preprocess))
     train_fn, compile_seconds = _compile(train_fn, state, first_batch)
     log(f"compiled the train step in {compile_seconds:.1f} s")
@@ -144,7 +149,7 @@ def fit(
                 unit="img",
                 unit_scale=True,
                 leave=False,
-                disable=quiet,
+                disable=quiet or not main_process,
                 dynamic_ncols=True,
             )
             start = time.perf_counter()

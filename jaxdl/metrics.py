@@ -21,6 +21,15 @@ def confusion_matrix(predictions: np.ndarray, labels: np.ndarray, num_classes: i
     return matrix
 
 
+def intersection_over_union(matrix: np.ndarray) -> np.ndarray:
+    """f64[K] from a confusion matrix i64[K, K]: per class, true positives / (true + predicted
+    - true positives); NaN for a class that is neither present nor predicted."""
+    hits = np.diag(matrix).astype(np.float64)
+    union = matrix.sum(0) + matrix.sum(1) - hits
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(union > 0, hits / union, np.nan)
+
+
 def mean_of_batches(batch_metrics: Iterable[dict[str, jax.Array]]) -> dict[str, float]:
     """Mean of each metric over equally sized batches (training batches all are). One host
     transfer at the end, so the device is never stalled mid-epoch."""

@@ -8,7 +8,9 @@
 * ``sharded``: a `jax.sharding.Mesh` over the devices with one axis, ``"data"``; the batch is
   split along it with a `NamedSharding`, the state replicated, and the step jitted once with
   those in/out shardings. XLA inserts the cross-device reductions itself (BatchNorm statistics
-  over the global batch included). This is what current JAX recommends for new code.
+  over the global batch included). This is what current JAX recommends for new code, and the
+  mode that spans several processes (`jaxdl.launch`, `jaxdl.distributed`): the mesh holds every
+  process's devices, and each process places only its own devices' rows of the global batch.
 
 All three give the same new parameters for the same global batch, within float tolerance
 (`tests/test_parallel.py`). Checkpoints, logging and plots always see a single-device copy of
@@ -30,7 +32,7 @@ from jax.sharding import PartitionSpec as P
 
 from jaxdl.errors import ConfigError
 from jaxdl.state import TrainState
-from jaxdl.step import eval_step, train_step
+from jaxdl.step import classification, eval_step, train_step
 
 MODES = ("single", "pmap", "sharded")
 PMAP_AXIS = "batch"
@@ -77,17 +79,32 @@ class Runner:
         return len(self.devices)
 
 
-def create_runner(mode: str = "single", devices: list | None = None, **step_options) -> Runner:
-    """A `Runner` for `mode`; `step_options` (label_smoothing, l2_weight) go to `train_step`.
-    `evaluate_flip` is `evaluate` with flip test-time augmentation."""
+def create_runner(
+    mode: str = "single",
+    devices: list | None = None,
+    objective: Callable = classification,
+    **step_options,
+) -> Runner:
+    """A `Runner` for `mode`; `step_options` (label_smoothing, l2_weight) go to `train_step`,
+    the `objective` to both steps. `evaluate_flip` is `evaluate` with flip test-time
+    augmentation."""
     if mode not in MODES:
         raise ConfigError(f"unknown --parallel {mode!r}; choose one of {', '.join(MODES)}.")
-    devices = list(devices or (jax.local_devices() if mode != "single" else jax.devices()[:1]))
+    if mode != "sharded" and jax.process_count() > 1:
+        raise ConfigError(
+            f"--parallel {mode} runs within one process, but this run has "
+            f"{jax.process_count()} processes; use --parallel sharded."
+        )
+    default = {"single": jax.local_devices()[:1], "pmap": jax.local_devices()}
+    # sharded: every process's devices; each process feeds the rows its own devices hold
+    devices = list(devices or default.get(mode, jax.devices()))
+    step_options["objective"] = objective
     if mode == "single":
         devices = devices[:1]
         step = jax.jit(functools.partial(train_step, **step_options), donate_argnums=0)
         evaluate, evaluate_flip = (
-            jax.jit(functools.partial(eval_step, flip_tta=flip)) for flip in (False, True)
+            jax.jit(functools.partial(eval_step, flip_tta=flip, objective=objective))
+            for flip in (False, True)
         )
         return Runner(
             mode,
@@ -127,7 +144,9 @@ def _pmap_runner(devices: list, step_options: dict) -> Runner:
     )
     evaluate, evaluate_flip = (
         jax.pmap(
-            functools.partial(eval_step, axis_name=PMAP_AXIS, flip_tta=flip),
+            functools.partial(
+                eval_step, axis_name=PMAP_AXIS, flip_tta=flip, objective=step_options["objective"]
+            ),
             axis_name=PMAP_AXIS,
             devices=devices,
         )
@@ -158,6 +177,25 @@ def _pmap_runner(devices: list, step_options: dict) -> Runner:
     )
 
 
+def to_global(tree, sharding: NamedSharding):
+    """Places host or single-device arrays, identical in every process, with `sharding`. Each
+    process transfers only the slices its own devices hold (`jax.device_put` alone would need
+    every device to be this process's)."""
+    if jax.process_count() == 1:
+        return jax.device_put(tree, sharding)
+
+    def place(x):
+        host = np.asarray(x)
+        return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
+
+    return jax.tree.map(place, tree)
+
+
+def first_local_copy(tree):
+    """A single-device copy of a replicated state: this process's first shard of each array."""
+    return jax.tree.map(lambda x: x.addressable_data(0), tree)
+
+
 def _sharded_runner(devices: list, step_options: dict) -> Runner:
     count = len(devices)
     mesh = Mesh(np.asarray(devices), (MESH_AXIS,))
@@ -171,7 +209,7 @@ def _sharded_runner(devices: list, step_options: dict) -> Runner:
     )
     evaluate, evaluate_flip = (
         jax.jit(
-            functools.partial(eval_step, flip_tta=flip),
+            functools.partial(eval_step, flip_tta=flip, objective=step_options["objective"]),
             in_shardings=(replicated, split),
             out_shardings=replicated,
         )
@@ -180,7 +218,7 @@ def _sharded_runner(devices: list, step_options: dict) -> Runner:
 
     def put_batch(batch):
         check_divisible(batch["label"].shape[0], count)
-        return jax.device_put(batch, split)
+        return to_global(batch, split)
 
     return Runner(
         "sharded",
@@ -188,7 +226,7 @@ def _sharded_runner(devices: list, step_options: dict) -> Runner:
         train=lambda state, batch: step(state, put_batch(batch)),
         evaluate=lambda state, batch: evaluate(state, put_batch(batch)),
         evaluate_flip=lambda state, batch: evaluate_flip(state, put_batch(batch)),
-        put_state=lambda s: jax.device_put(s, replicated),
-        local_state=lambda s: jax.device_put(s, devices[0]),
+        put_state=lambda s: to_global(s, replicated),
+        local_state=first_local_copy,
         put_batch=put_batch,
     )

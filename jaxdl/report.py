@@ -30,11 +30,11 @@ PLOT_FILES = (
 )
 
 
-def predicted_classes(
+def class_probabilities(
     state: TrainState, data: DeviceDataset, preprocess: Preprocess, batch_size: int = 1000
 ) -> np.ndarray:
-    """The argmax class of every example, in order: i32[N]."""
-    classify = jax.jit(lambda s, b: jnp.argmax(predict(s, b["image"]), -1))
+    """The model's softmax probabilities for every example, in order: f32[N, K]."""
+    classify = jax.jit(lambda s, b: jax.nn.softmax(predict(s, b["image"]), -1))
     chunks = [classify(state, batch) for batch in eval_batches(data, batch_size, preprocess)]
     return np.concatenate(jax.device_get(chunks))[: len(data)]
 
@@ -47,9 +47,11 @@ def save_run_plots(
     total_steps: int,
     test: ArrayDataset,
     preprocess: Preprocess,
+    probabilities: np.ndarray | None = None,
 ) -> list[str]:
     """Writes the plots of `PLOT_FILES` that apply to this model (filters, feature maps and
-    saliency need a convolution) and returns their paths."""
+    saliency need a convolution) and returns their paths. `probabilities` f32[N, K] are the
+    model's on `test` where already computed."""
     out = os.path.join(workdir, "plots")
     paths = []
     if history:
@@ -59,8 +61,10 @@ def save_run_plots(
             learning_rate_fn, total_steps, os.path.join(out, "learning_rate.png")
         )
     )
-    device_test = DeviceDataset(jnp.asarray(test.images), jnp.asarray(test.labels))
-    predictions = predicted_classes(state, device_test, preprocess)
+    if probabilities is None:
+        device_test = DeviceDataset(jnp.asarray(test.images), jnp.asarray(test.labels))
+        probabilities = class_probabilities(state, device_test, preprocess)
+    predictions = probabilities.argmax(-1)
     matrix = confusion_matrix(predictions, test.labels, test.num_classes)
     paths.append(
         viz.plot_confusion_matrix(

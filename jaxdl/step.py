@@ -5,11 +5,19 @@
 
 `batch` is `{"image": f32[B, H, W, C] (or f32[B, D]), "label": i32[B]}`; `eval_step` also reads
 an optional `"mask": f32[B]` (1 for real examples, 0 for padding) so that a padded last batch
-counts every example exactly once. Options (label smoothing, the L2 coefficient, the pmap axis)
-are keyword arguments, bound with `functools.partial` before `jax.jit` / `jax.pmap`.
+counts every example exactly once. Options (label smoothing, the L2 coefficient, the pmap axis,
+the objective) are keyword arguments, bound with `functools.partial` before `jax.jit` /
+`jax.pmap`.
+
+The objective turns logits and labels into per-example losses and hits. The default,
+`classification`, is softmax cross-entropy and argmax accuracy over the last axis, so it also
+serves per-pixel labels i32[B, H, W] with logits f32[B, H, W, K] (segmentation); other tasks
+(several heads: `jaxdl.multitask`) bring their own with the same signature.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -17,6 +25,15 @@ from jax import lax
 
 from jaxdl.losses import l2_penalty, softmax_cross_entropy
 from jaxdl.state import TrainState
+
+
+def classification(
+    logits: jax.Array, labels: jax.Array, label_smoothing: float = 0.0
+) -> tuple[jax.Array, jax.Array]:
+    """The default objective: per-example softmax cross-entropy f32[B, ...] and hits f32[B, ...]
+    (1.0 where the argmax is the label), from logits f32[B, ..., K] and labels i32[B, ...]."""
+    losses = softmax_cross_entropy(logits, labels, label_smoothing)
+    return losses, (jnp.argmax(logits, -1) == labels).astype(jnp.float32)
 
 
 def step_rng(state: TrainState, axis_name: str | None = None) -> jax.Array:
@@ -35,8 +52,10 @@ def train_step(
     axis_name: str | None = None,
     label_smoothing: float = 0.0,
     l2_weight: float = 0.0,
+    objective: Callable = classification,
 ) -> tuple[TrainState, dict[str, jax.Array]]:
-    """One SGD step on softmax cross-entropy (+ `l2_weight` * `l2_penalty`).
+    """One SGD step on the `objective`'s mean loss, softmax cross-entropy by default
+    (+ `l2_weight` * `l2_penalty`).
 
     Under `jax.pmap(..., axis_name=A)` pass `axis_name=A`: gradients, the new BatchNorm
     statistics and the metrics are averaged across devices (the model's BatchNorm must carry
@@ -57,15 +76,13 @@ def train_step(
             rngs={"dropout": step_rng(state, axis_name)},
             mutable=["batch_stats"] if has_batch_stats else [],
         )
-        loss = jnp.mean(softmax_cross_entropy(logits, batch["label"], label_smoothing))
+        losses, hits = objective(logits, batch["label"], label_smoothing)
+        loss = jnp.mean(losses)
         total = loss + l2_weight * l2_penalty(params) if l2_weight else loss
-        return total, (loss, logits, updates)
+        return total, (loss, jnp.mean(hits), updates)
 
-    grads, (loss, logits, updates) = jax.grad(loss_fn, has_aux=True)(state.params)
-    metrics = {
-        "loss": loss,
-        "accuracy": jnp.mean(jnp.argmax(logits, -1) == batch["label"]).astype(jnp.float32),
-    }
+    grads, (loss, accuracy, updates) = jax.grad(loss_fn, has_aux=True)(state.params)
+    metrics = {"loss": loss, "accuracy": accuracy}
     batch_stats = updates.get("batch_stats", state.batch_stats)
     if axis_name is not None:
         grads = lax.pmean(grads, axis_name)
@@ -102,8 +119,10 @@ def eval_step(
     *,
     axis_name: str | None = None,
     flip_tta: bool = False,
+    objective: Callable = classification,
 ) -> dict[str, jax.Array]:
-    """Sums over the real (unmasked) examples: `{"loss_sum", "correct", "count"}`.
+    """Sums over the real (unmasked) examples: `{"loss_sum", "correct", "count"}`. With
+    per-pixel labels i32[B, H, W] and logits f32[B, H, W, K] the sums run over pixels.
 
     Sums rather than means, so that batches of any size, padded or not, add up to exact
     dataset totals; `jaxdl.metrics` turns them into means. With `flip_tta` the logits are the
@@ -113,11 +132,14 @@ def eval_step(
     logits = predict(state, batch["image"])
     if flip_tta:
         logits = 0.5 * (logits + predict(state, batch["image"][:, :, ::-1, :]))
-    mask = batch.get("mask", jnp.ones(batch["label"].shape, jnp.float32))
-    losses = softmax_cross_entropy(logits, batch["label"])
+    labels = batch["label"]
+    mask = batch.get("mask", jnp.ones(labels.shape[:1], jnp.float32))
+    # per-pixel labels i32[B, H, W] (segmentation): every pixel of a real example counts
+    mask = jnp.broadcast_to(mask.reshape(mask.shape + (1,) * (labels.ndim - 1)), labels.shape)
+    losses, hits = objective(logits, labels)
     metrics = {
         "loss_sum": jnp.sum(losses * mask),
-        "correct": jnp.sum((jnp.argmax(logits, -1) == batch["label"]) * mask),
+        "correct": jnp.sum(hits * mask),
         "count": jnp.sum(mask),
     }
     if axis_name is not None:

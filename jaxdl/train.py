@@ -14,18 +14,23 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
+from jax.experimental import multihost_utils
 
 from jaxdl import data as data_lib
 from jaxdl import models, parallel
 from jaxdl.checkpoint import Checkpointer, remove_checkpoints
+from jaxdl.distributed import is_main_process
 from jaxdl.errors import ConfigError
 from jaxdl.loop import evaluate, fit, log
 from jaxdl.nn.conv import check_layer_impl, layer_impl
 from jaxdl.optim import OptimizerConfig, create_optimizer
-from jaxdl.report import save_run_plots
+from jaxdl.report import class_probabilities, save_run_plots
 from jaxdl.state import count_params, create_train_state
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+# f32[test examples, classes]: the final model's softmax on the test split, in split order
+PREDICTIONS_FILE = "test_probabilities.npy"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -167,7 +172,7 @@ def prepare_workdir(workdir: str) -> None:
     """Creates the run directory, or says in one sentence why it cannot."""
     try:
         os.makedirs(workdir, exist_ok=True)
-        probe = os.path.join(workdir, ".write_test")
+        probe = os.path.join(workdir, f".write_test.{os.getpid()}")
         with open(probe, "w"):
             pass
         os.remove(probe)
@@ -224,8 +229,10 @@ def _train_and_evaluate(config: TrainConfig) -> dict[str, Any]:
     log(f"{config.model}: {count_params(state.params):,} parameters")
 
     start_epoch, start_index, history = 1, 0, []
-    if config.restart:
+    if config.restart and is_main_process():
         remove_checkpoints(os.path.join(config.workdir, "checkpoints"))
+    if jax.process_count() > 1:  # no process reads checkpoints while process 0 removes them
+        multihost_utils.sync_global_devices("jaxdl: checkpoints ready")
     checkpointer = Checkpointer(
         os.path.join(config.workdir, "checkpoints"), config.keep_checkpoints
     )
@@ -238,11 +245,14 @@ def _train_and_evaluate(config: TrainConfig) -> dict[str, Any]:
             f"resuming from {checkpointer.directory} at step {int(state.step)} "
             f"(epoch {start_epoch}, batch {start_index}); --restart starts over"
         )
-    with open(os.path.join(config.workdir, "config.json"), "w") as f:
-        json.dump(dataclasses.asdict(config) | {"mean": mean, "std": std}, f, indent=2)
+    main_process = is_main_process()  # in a multi-process run, process 0 writes the files
+    if main_process:
+        with open(os.path.join(config.workdir, "config.json"), "w") as f:
+            json.dump(dataclasses.asdict(config) | {"mean": mean, "std": std}, f, indent=2)
 
     if runner.device_count > 1:
-        log(f"parallel: {runner.mode} over {runner.device_count} devices")
+        processes = f" in {jax.process_count()} processes" if jax.process_count() > 1 else ""
+        log(f"parallel: {runner.mode} over {runner.device_count} devices{processes}")
     result = fit(
         runner.put_state(state),
         train_fn=runner.train,
@@ -292,9 +302,13 @@ def _train_and_evaluate(config: TrainConfig) -> dict[str, Any]:
             runner.evaluate_flip, result.state, test_data, config.eval_batch_size, preprocess
         )
         results["test_accuracy_flip_tta"] = tta["accuracy"]
-    with open(os.path.join(config.workdir, "results.json"), "w") as f:
-        json.dump(results, f, indent=2)
-    if config.plots:
+    if main_process:
+        with open(os.path.join(config.workdir, "results.json"), "w") as f:
+            json.dump(results, f, indent=2)
+        # every run leaves its test predictions, for ensembles and error analysis
+        probabilities = class_probabilities(final_state, test_data, preprocess)
+        np.save(os.path.join(config.workdir, PREDICTIONS_FILE), probabilities.astype(np.float32))
+    if config.plots and main_process:
         save_run_plots(
             config.workdir,
             final_state,
@@ -303,6 +317,7 @@ def _train_and_evaluate(config: TrainConfig) -> dict[str, Any]:
             steps * config.epochs,
             test,
             preprocess,
+            probabilities,
         )
     log(
         f"trained {len(result.history)} epochs in {result.train_seconds:.1f} s "

@@ -18,6 +18,8 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.colors import ListedColormap  # noqa: E402
+from matplotlib.patches import Patch  # noqa: E402
 
 from jaxdl.nn.conv import Conv  # noqa: E402
 from jaxdl.state import TrainState  # noqa: E402
@@ -126,6 +128,35 @@ def plot_predictions(
         ax.set_title(title, fontsize=8, color="red" if wrong else "black")
     mistakes = int(np.sum(labels != predictions))
     fig.suptitle(f"Test predictions: {mistakes} of {len(labels)} wrong (red)")
+    return _save(fig, path)
+
+
+def plot_segmentation(
+    images: np.ndarray,
+    masks: np.ndarray,
+    predicted: np.ndarray,
+    class_names: Sequence[str],
+    path: str,
+) -> str:
+    """One row per example: the uint8 image, the true mask and the predicted mask (i32[H, W]
+    class maps, one colour per class, background black), with a shared colour legend."""
+    cmap = plt.get_cmap("tab20", len(class_names)).copy()
+    colors = cmap(np.arange(len(class_names)))
+    colors[0] = (0, 0, 0, 1)
+    cmap = ListedColormap(colors)
+    fig, axes = plt.subplots(len(images), 3, figsize=(6.6, 2.2 * len(images)), squeeze=False)
+    for row, (image, mask, guess) in enumerate(zip(images, masks, predicted, strict=True)):
+        _show(axes[row, 0], image)
+        for ax, classes in ((axes[row, 1], mask), (axes[row, 2], guess)):
+            ax.imshow(classes, cmap=cmap, vmin=-0.5, vmax=len(class_names) - 0.5)
+            ax.axis("off")
+        pixel_accuracy = 100 * np.mean(mask == guess)
+        axes[row, 2].set_title(f"{pixel_accuracy:.1f} % of pixels right", fontsize=8)
+    for ax, title in zip(axes[0], ("image", "true mask", "predicted mask"), strict=True):
+        ax.set_title(title if ax is not axes[0, 2] else f"{title}\n{ax.get_title()}", fontsize=9)
+    handles = [Patch(color=colors[k], label=name) for k, name in enumerate(class_names)]
+    fig.legend(handles=handles, loc="center right", fontsize=8, title="class")
+    fig.subplots_adjust(right=0.8)
     return _save(fig, path)
 
 

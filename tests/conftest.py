@@ -39,9 +39,11 @@ def data_dir() -> str:
 # worker at a time) finish together instead of one of them starting the zoo last.
 LONGEST_FIRST = [
     "test_zoo.py",
+    "test_curriculum.py",
     "test_parallel.py",
     "test_cifar_resnet.py",
     "test_reliability.py",
+    "test_multiprocess.py",
 ]
 
 
