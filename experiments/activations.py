@@ -5,7 +5,9 @@ momentum schedule for every hidden activation (sigmoid, tanh, ReLU, Leaky ReLU, 
 and both initialisations (Xavier/Glorot, He). Before training, the cross-entropy's gradient
 norm at every layer's weights on one batch of 256 shows which combinations let the signal
 reach the first layers: with sigmoid it shrinks layer after layer towards the input
-(vanishing gradients), and plain SGD barely moves those layers.
+(vanishing gradients), and plain SGD barely moves those layers. A combination whose loss
+becomes non-finite (Maxout with He initialisation: no half of the units is zeroed, so He's
+doubled variance compounds layer after layer) is reported as diverged.
 
 Prints a table of test accuracy (and first / last layer gradient norms) per combination and
 writes `plots/gradient_norms.png` and `results.json`; each run's own directory is below the
@@ -24,6 +26,7 @@ import numpy as np
 
 from jaxdl import cli, data, models
 from jaxdl.diagnostics import kernel_gradient_norms
+from jaxdl.errors import NonFiniteError
 from jaxdl.loop import log
 from jaxdl.train import TrainConfig, train_and_evaluate
 from jaxdl.viz import _save, plt
@@ -92,12 +95,17 @@ def main(argv: list[str] | None = None) -> dict:
             config = dataclasses.replace(
                 base, model_options=options, workdir=os.path.join(base.workdir, f"{act}_{init}")
             )
-            result = train_and_evaluate(config)
+            try:
+                result = train_and_evaluate(config)
+            except NonFiniteError as error:  # a diverging combination is a result too
+                log(f"{act} + {init}: diverged ({error})")
+                result = {"test_accuracy": float("nan"), "train_seconds": float("nan")}
             rows.append(
                 {
                     "activation": act,
                     "init": init,
                     "test_accuracy": result["test_accuracy"],
+                    "diverged": bool(np.isnan(result["test_accuracy"])),
                     "first_layer_gradient_norm": layer_norms[0],
                     "last_layer_gradient_norm": layer_norms[-1],
                     "train_seconds": result["train_seconds"],
@@ -108,8 +116,9 @@ def main(argv: list[str] | None = None) -> dict:
         f"{'last layer':>11}"
     )
     for row in rows:
+        accuracy = "diverged" if row["diverged"] else f"{100 * row['test_accuracy']:.2f}%"
         log(
-            f"{row['activation']:<11} {row['init']:<7} {100 * row['test_accuracy']:8.2f}% "
+            f"{row['activation']:<11} {row['init']:<7} {accuracy:>9} "
             f"{row['first_layer_gradient_norm']:18.2e} {row['last_layer_gradient_norm']:11.2e}"
         )
     if set(norms) == {(a, i) for a in ACTIVATIONS for i in INITS}:

@@ -3,7 +3,7 @@
 VGG-11, GoogLeNet (Inception blocks), ResNet-20 and -56, WideResNet-16-4, ResNeXt,
 DenseNet-BC-100 (k = 12) and SqueezeNet, each in its 32x32 CIFAR form, trained with the same
 schedule (Nesterov SGD, warm-up + cosine, weight decay, crop + flip) on the same data. The
-defaults (`--train_limit` 10,000 images, 3 epochs) make a CPU comparison of minutes per model,
+defaults (`--train_limit` 5,000 images, 3 epochs) make a CPU comparison of minutes per model,
 not the papers' accuracies: every model is far from converged, and the ranking after a short
 schedule favours models that learn fast. Raise `--epochs` and drop `--train_limit` on an
 accelerator.
@@ -46,7 +46,7 @@ DEFAULTS = TrainConfig(
     weight_decay=5e-4,
     crop_padding=4,
     flip=True,
-    train_limit=10000,
+    train_limit=5000,
     quiet=True,
     plots=False,
     workdir="runs/cifar_zoo",

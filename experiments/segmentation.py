@@ -32,7 +32,7 @@ from jaxdl.train import TrainConfig, initial_state
 DEFAULTS = TrainConfig(
     dataset="mnist",
     model="fcn",
-    model_options={"stage_sizes": (1, 1, 1), "widths": (16, 32, 64)},
+    model_options={"stage_sizes": (1, 1, 1, 1), "widths": (16, 32, 64, 128)},
     epochs=6,
     batch_size=64,
     lr=2e-3,

@@ -36,28 +36,37 @@ def _save(fig, path: str) -> str:
 
 
 def plot_curves(histories: dict[str, list[dict[str, Any]]], path: str) -> str:
-    """Loss and accuracy per epoch, train and validation, for one or several runs (the dict
-    maps a run's label to its metrics records)."""
-    fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(11, 4))
-    for label, history in histories.items():
-        prefix = f"{label} " if len(histories) > 1 else ""
+    """Loss and accuracy per epoch, train (solid) and validation (dashed), for one or several
+    runs (the dict maps a run's label to its metrics records); one colour per run."""
+    fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(11, 4), constrained_layout=True)
+    colors = plt.get_cmap("tab10").colors
+    for index, (label, history) in enumerate(histories.items()):
+        color = colors[index % len(colors)]
         epochs = [r["epoch"] for r in history]
         for split, style in (("train", "-"), ("val", "--")):
-            if f"{split}_loss" in history[0]:
-                loss_ax.plot(
-                    epochs, [r[f"{split}_loss"] for r in history], style, label=f"{prefix}{split}"
-                )
-                acc_ax.plot(
+            if f"{split}_loss" not in history[0]:
+                continue
+            name = f"{label} {split}" if len(histories) == 1 else label
+            show = len(histories) == 1 or split == "train"  # several runs: one entry per run
+            for ax, key, scale in ((loss_ax, "loss", 1), (acc_ax, "accuracy", 100)):
+                ax.plot(
                     epochs,
-                    [100 * r[f"{split}_accuracy"] for r in history],
+                    [scale * r[f"{split}_{key}"] for r in history],
                     style,
-                    label=f"{prefix}{split}",
+                    color=color if len(histories) > 1 else None,
+                    label=name if show else None,
                 )
-    loss_ax.set(title="Loss", xlabel="epoch", ylabel="cross-entropy")
-    acc_ax.set(title="Accuracy", xlabel="epoch", ylabel="accuracy (%)")
+    several = len(histories) > 1
+    suffix = " (solid: train, dashed: validation)" if several else ""
+    loss_ax.set(title=f"Loss{suffix}", xlabel="epoch", ylabel="cross-entropy")
+    acc_ax.set(title=f"Accuracy{suffix}", xlabel="epoch", ylabel="accuracy (%)")
     for ax in (loss_ax, acc_ax):
         ax.grid(alpha=0.3)
-        ax.legend()
+    if several:
+        acc_ax.legend(loc="center left", bbox_to_anchor=(1.02, 0.5), title="run")
+    else:
+        loss_ax.legend()
+        acc_ax.legend()
     return _save(fig, path)
 
 

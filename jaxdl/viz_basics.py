@@ -54,7 +54,9 @@ def plot_decision_boundaries(
     low, high = points.min(axis=0) - pad, points.max(axis=0) + pad
     gx, gy = np.meshgrid(np.linspace(low[0], high[0], 200), np.linspace(low[1], high[1], 200))
     grid = np.stack([gx.ravel(), gy.ravel()], axis=1).astype(np.float32)
-    fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 4.6), squeeze=False)
+    fig, axes = plt.subplots(
+        1, len(panels), figsize=(5.2 * len(panels), 4.6), squeeze=False, constrained_layout=True
+    )
     for ax, (title, probability) in zip(axes[0], panels, strict=True):
         p = np.asarray(probability(grid)).reshape(gx.shape)
         shade = ax.contourf(gx, gy, p, levels=np.linspace(0, 1, 11), cmap="RdBu", alpha=0.35)

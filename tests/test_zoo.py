@@ -44,6 +44,11 @@ PAPER_COUNTS = {
     "wrn28_10": (CIFAR, 10, 36_479_194),
     "wrn16_8": (CIFAR, 10, 10_961_370),
     "densenet_bc100_k12": (CIFAR, 10, 769_162),
+    # airbench94's PyTorch module, counted by hand: whitening conv 288 + 24, convolutions
+    # 1,967,616 (no bias), BatchNorm scales and biases 2,304, linear 2,560 (no bias)
+    "airbench94": (CIFAR, 10, 1_972_792),
+    # 16-16-M-32-32-M-64-64-M: convolutions 72,080, dense 1,024x256 + 256 and 256x10 + 10
+    "vgg_small": (CIFAR, 10, 337_050),
 }
 
 

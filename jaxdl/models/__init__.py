@@ -8,6 +8,7 @@ dtype; parameters stay float32) and `axis_name` (BatchNorm's pmap axis).
 
 # Imported for their side effect: each module registers its models.
 from jaxdl.models import (  # noqa: F401
+    airbench,
     alexnet,
     densenet,
     fcn,
