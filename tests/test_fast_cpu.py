@@ -17,6 +17,7 @@ from jaxdl import models
 from jaxdl.errors import ConfigError
 from jaxdl.nn import fast_cpu
 from jaxdl.nn.conv import BatchNorm, Conv, ConvBN, layer_impl, use_fast_path
+from jaxdl.nn.pool import max_pool
 from jaxdl.state import create_train_state
 from jaxdl.step import train_step
 
@@ -165,3 +166,40 @@ def test_unknown_layer_impl_is_one_sentence():
     with pytest.raises(ConfigError, match="unknown layer implementation 'quick'; choose one of"):
         with layer_impl("quick"):
             pass
+
+
+@pytest.mark.parametrize(
+    "window, stride, padding, ceil_mode, size",
+    [(2, 2, 0, False, 8), (2, 2, 0, False, 7), (3, 2, 1, False, 8), (3, 2, 0, True, 9),
+     (3, 3, 0, False, 7), (3, 1, 1, False, 5)],
+)  # fmt: skip
+def test_max_pool_by_slices_equals_reduce_window(window, stride, padding, ceil_mode, size):
+    x = jax.random.normal(jax.random.PRNGKey(0), (2, size, size, 3))  # no ties: gradients agree
+    weights = jax.random.normal(
+        jax.random.PRNGKey(1), max_pool(x, window, stride, padding, ceil_mode).shape
+    )
+
+    def run(impl):
+        with layer_impl(impl):
+            f = lambda x: jnp.sum(max_pool(x, window, stride, padding, ceil_mode) * weights)
+            return jax.jit(f)(x), jax.jit(jax.grad(f))(x)
+
+    (value, grad), (plain_value, plain_grad) = run("fast"), run("plain")
+    np.testing.assert_allclose(value, plain_value, rtol=1e-6)
+    np.testing.assert_allclose(grad, plain_grad, atol=1e-6)
+
+
+@pytest.mark.parametrize("size, padding", [(2, "SAME"), (1, "SAME"), (2, ((1, 1), (1, 1)))])
+def test_conv_on_maps_smaller_than_the_kernel_equals_lax_conv(size, padding):
+    # on 2x2 and 1x1 maps the fast path computes the 3x3 convolution as one dot
+    x = jax.random.normal(jax.random.PRNGKey(0), (4, size, size, 8))
+    k = jax.random.normal(jax.random.PRNGKey(1), (3, 3, 8, 16))
+    dims = ("NHWC", "HWIO", "NHWC")
+    plain = lambda x, k: lax.conv_general_dilated(x, k, (1, 1), padding, dimension_numbers=dims)
+    fast = lambda x, k: fast_cpu.conv_general_dilated(x, k, (1, 1), padding, dimension_numbers=dims)
+    np.testing.assert_allclose(jax.jit(fast)(x, k), plain(x, k), rtol=1e-5, atol=1e-5)
+    loss = lambda f: lambda x, k: jnp.sum(jnp.sin(f(x, k)))
+    for got, want in zip(
+        jax.grad(loss(fast), (0, 1))(x, k), jax.grad(loss(plain), (0, 1))(x, k), strict=True
+    ):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)

@@ -9,6 +9,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxdl.nn.conv import use_fast_path
+
 
 def _ceil_extra(size: int, window: int, stride: int, padding: int) -> int:
     """Extra right/bottom padding so the output size rounds up (PyTorch ceil_mode=True), with
@@ -23,15 +25,37 @@ def _ceil_extra(size: int, window: int, stride: int, padding: int) -> int:
 def max_pool(
     x: jax.Array, window: int, stride: int, padding: int = 0, ceil_mode: bool = False
 ) -> jax.Array:
-    """Max pooling f32[B, H, W, C] -> f32[B, H', W', C] (padding counts as -inf)."""
+    """Max pooling f32[B, H, W, C] -> f32[B, H', W', C] (padding counts as -inf).
+
+    On the XLA:CPU path (`jaxdl.nn.conv.use_fast_path`) the maximum is taken over the window's
+    shifted, strided slices: XLA:CPU's reduce-window is slow and its gradient (select-and-
+    scatter) far slower, while slices and elementwise maxima fuse with their neighbours. The
+    values are the same; where several inputs tie for a window's maximum, the gradient is shared
+    among them instead of going to one.
+    """
     extra_h = _ceil_extra(x.shape[1], window, stride, padding) if ceil_mode else 0
     extra_w = _ceil_extra(x.shape[2], window, stride, padding) if ceil_mode else 0
-    return nn.max_pool(
-        x,
-        (window, window),
-        (stride, stride),
-        padding=((padding, padding + extra_h), (padding, padding + extra_w)),
-    )
+    pads = ((padding, padding + extra_h), (padding, padding + extra_w))
+    if use_fast_path(x.dtype):
+        return _max_pool_by_slices(x, window, stride, pads)
+    return nn.max_pool(x, (window, window), (stride, stride), padding=pads)
+
+
+def _max_pool_by_slices(x: jax.Array, window: int, stride: int, pads) -> jax.Array:
+    if any(pads[0] + pads[1]):
+        x = jnp.pad(x, ((0, 0), pads[0], pads[1], (0, 0)), constant_values=-jnp.inf)
+    b, h, w, c = x.shape
+    out_h, out_w = (h - window) // stride + 1, (w - window) // stride + 1
+    if window == stride:  # non-overlapping windows: one reshape and one reduction
+        x = x[:, : out_h * stride, : out_w * stride]
+        return x.reshape(b, out_h, stride, out_w, stride, c).max(axis=(2, 4))
+    result = None
+    for dy in range(window):
+        for dx in range(window):
+            part = x[:, dy : dy + stride * (out_h - 1) + 1 : stride,
+                     dx : dx + stride * (out_w - 1) + 1 : stride]  # fmt: skip
+            result = part if result is None else jnp.maximum(result, part)
+    return result
 
 
 def avg_pool(x: jax.Array, window: int, stride: int | None = None) -> jax.Array:
