@@ -70,7 +70,8 @@ def run_seed(seed: int, train, test, recipe: airbench.Recipe, quiet: bool) -> di
         }
     }
     state = state.replace(params=params, opt_state=tx.init(params))
-    average = (state.params, state.batch_stats)
+    # The step donates the state's buffers, so the average starts as a copy of them.
+    average = jax.tree.map(jnp.copy, (state.params, state.batch_stats))
     padded = airbench.prepare_train_images(flip_key, train_images, recipe.translate)
 
     start = time.perf_counter()

@@ -34,6 +34,7 @@ DEFAULTS = TrainConfig(
     schedule="warmup_cosine",
     quiet=True,
     plots=False,
+    save_predictions=True,
     workdir="runs/ensemble",
 )
 

@@ -18,7 +18,7 @@ from jaxdl.errors import ConfigError
 from jaxdl.nn.conv import LAYER_IMPLS
 from jaxdl.optim import OPTIMIZERS, SCHEDULES, WEIGHT_DECAY_MODES
 from jaxdl.parallel import MODES
-from jaxdl.train import DTYPES, TrainConfig
+from jaxdl.train import DTYPES, PREDICTIONS_FILE, TrainConfig
 
 _HELP = {
     "dataset": "TFDS dataset name",
@@ -58,6 +58,7 @@ _HELP = {
     "keep_checkpoints": "how many latest checkpoints to keep (the best one is kept apart)",
     "train_limit": "use only the first N training examples (quick runs)",
     "test_limit": "use only the first N test examples (quick runs)",
+    "save_predictions": f"write the test split's class probabilities to {PREDICTIONS_FILE}",
     "quiet": "no progress bar; one line per epoch",
 }
 _CHOICES = {

@@ -69,6 +69,7 @@ class TrainConfig:
     keep_checkpoints: int = 3
     train_limit: int | None = None
     test_limit: int | None = None
+    save_predictions: bool = False
     quiet: bool = False
 
     def optimizer_config(self) -> OptimizerConfig:
@@ -305,8 +306,10 @@ def _train_and_evaluate(config: TrainConfig) -> dict[str, Any]:
     if main_process:
         with open(os.path.join(config.workdir, "results.json"), "w") as f:
             json.dump(results, f, indent=2)
-        # every run leaves its test predictions, for ensembles and error analysis
+    probabilities = None
+    if main_process and (config.save_predictions or config.plots):  # one pass serves both
         probabilities = class_probabilities(final_state, test_data, preprocess)
+    if main_process and config.save_predictions:
         np.save(os.path.join(config.workdir, PREDICTIONS_FILE), probabilities.astype(np.float32))
     if config.plots and main_process:
         save_run_plots(

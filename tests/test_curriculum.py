@@ -177,7 +177,7 @@ def test_logistic_regression_boundaries(tmp_path):
 
 @pytest.mark.parametrize("experiment", [softmax_regression, lenet_mnist])
 def test_mnist_classifiers_tiny(experiment, tmp_path, data_dir):
-    results = experiment.main([*TINY_MNIST, "--workdir", str(tmp_path)])
+    results = experiment.main([*TINY_MNIST, "--save_predictions", "--workdir", str(tmp_path)])
     assert results["test_count"] == 500
     assert results["test_accuracy"] > 0.6  # three epochs on 900 digits; chance is 0.1
     probabilities = np.load(tmp_path / "test_probabilities.npy")

@@ -203,3 +203,34 @@ def test_conv_on_maps_smaller_than_the_kernel_equals_lax_conv(size, padding):
         jax.grad(loss(fast), (0, 1))(x, k), jax.grad(loss(plain), (0, 1))(x, k), strict=True
     ):
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+def test_tiled_max_pool_gradient_goes_to_the_first_maximum_of_each_tile():
+    x = jnp.array([[1.0, 3.0, 2.0, 2.0, 7.0], [3.0, 0.0, 2.0, 2.0, 7.0], [7.0] * 5])
+    x = x[None, :, :, None]  # 3 x 5: the last row and column fall outside every 2 x 2 tile
+    with layer_impl("fast"):
+        value, grad = jax.value_and_grad(lambda x: jnp.sum(max_pool(x, 2, 2)))(x)
+    assert value == 5.0
+    expected = np.zeros((3, 5))
+    expected[0, 1] = expected[0, 2] = 1.0  # ties: the first in row-major order takes it all
+    np.testing.assert_array_equal(grad[0, :, :, 0], expected)
+
+
+def test_airbench_gradients_are_finite_at_every_xla_optimisation_level():
+    # This module runs at --xla_backend_optimization_level=0 (conftest), where XLA computed the
+    # GELU before each max-pool twice with different rounding: JAX's max gradient divided by a
+    # count of 0 and every gradient below the pool was NaN. The fast path's pool compares nothing.
+    model = models.create("airbench94", widths=(16,))
+    x = jax.random.normal(jax.random.PRNGKey(0), (8, 32, 32, 3))
+    variables = model.init(jax.random.PRNGKey(0), x)
+
+    def loss(params):
+        out, _ = model.apply(
+            {"params": params, "batch_stats": variables["batch_stats"]},
+            x, train=True, mutable=["batch_stats"],
+        )  # fmt: skip
+        return jnp.sum(jnp.sin(100 * out))
+
+    with layer_impl("fast"):
+        grads = jax.jit(jax.grad(loss))(variables["params"])
+    assert all(bool(jnp.all(jnp.isfinite(g))) for g in jax.tree.leaves(grads))
