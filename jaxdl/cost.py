@@ -7,6 +7,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxdl.nn.conv import layer_impl
 from jaxdl.state import count_params
 
 
@@ -24,10 +25,15 @@ def param_count(model: nn.Module, input_shape: tuple[int, ...]) -> int:
 
 def forward_flops(model: nn.Module, input_shape: tuple[int, ...]) -> float:
     """FLOPs of one inference forward pass on f32[input_shape], by XLA's cost analysis (a
-    multiply-add counts as 2)."""
+    multiply-add counts as 2).
+
+    Traced with flax's plain layers: the count is the model's own arithmetic, not that of the
+    XLA:CPU formulations (`jaxdl.nn.fast_cpu` runs a grouped convolution as a dense one with a
+    block-diagonal kernel, groups times the multiply-adds)."""
     variables = variable_shapes(model, input_shape)
     dummy = jax.ShapeDtypeStruct(input_shape, jnp.float32)
-    lowered = jax.jit(lambda v, x: model.apply(v, x, train=False)).lower(variables, dummy)
+    with layer_impl("plain"):
+        lowered = jax.jit(lambda v, x: model.apply(v, x, train=False)).lower(variables, dummy)
     return xla_flops(lowered.compile())
 
 

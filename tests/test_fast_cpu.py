@@ -234,3 +234,24 @@ def test_airbench_gradients_are_finite_at_every_xla_optimisation_level():
     with layer_impl("fast"):
         grads = jax.jit(jax.grad(loss))(variables["params"])
     assert all(bool(jnp.all(jnp.isfinite(g))) for g in jax.tree.leaves(grads))
+
+
+@pytest.mark.parametrize("groups", [2, 4])
+def test_grouped_conv_as_block_diagonal_equals_lax_grouped_conv(groups):
+    # the fast path runs grouped convolutions as one convolution with a block-diagonal kernel
+    x = jax.random.normal(jax.random.PRNGKey(0), (2, 6, 6, 8))
+    k = jax.random.normal(jax.random.PRNGKey(1), (3, 3, 8 // groups, 12))
+    w = jax.random.normal(jax.random.PRNGKey(2), (2, 6, 6, 12))
+    dims = ("NHWC", "HWIO", "NHWC")
+
+    def loss(conv, x, k):
+        out = conv(x, k, (1, 1), "SAME", dimension_numbers=dims, feature_group_count=groups)
+        return jnp.sum(out * w)
+
+    plain = jax.value_and_grad(functools.partial(loss, lax.conv_general_dilated), argnums=(0, 1))
+    fast = jax.value_and_grad(functools.partial(loss, fast_cpu.conv_general_dilated), (0, 1))
+    (value, grads), (fast_value, fast_grads) = plain(x, k), jax.jit(fast)(x, k)
+    np.testing.assert_allclose(fast_value, value, rtol=1e-5)
+    for got, want in zip(fast_grads, grads, strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+    assert fast_cpu.block_diagonal_kernel(k, groups).shape == (3, 3, 8, 12)

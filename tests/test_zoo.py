@@ -232,3 +232,22 @@ def test_zero_init_residual_zeroes_the_last_bn_scale():
     block = params["BasicBlock_0"]["ConvBN_1"]["BatchNorm_0"]["bn"]["scale"]
     assert float(jnp.abs(block).sum()) == 0.0
     assert shapes["params"]["BasicBlock_0"]["ConvBN_1"]["BatchNorm_0"]["bn"]["scale"].shape == (16,)
+
+
+def test_forward_flops_count_a_grouped_convolution_as_grouped():
+    # the XLA:CPU path runs it as a dense convolution with a block-diagonal kernel; the count
+    # is the model's own arithmetic: 2 * 64 * 64 / groups per tap, 22 * 22 taps inside 8 x 8
+    import flax.linen as nn
+
+    from jaxdl.nn import Conv
+
+    class Grouped(nn.Module):
+        groups: int
+
+        @nn.compact
+        def __call__(self, x, train=False):
+            return Conv(64, 3, groups=self.groups, use_bias=False)(x)
+
+    flops = {g: cost.forward_flops(Grouped(g), (1, 8, 8, 64)) for g in (1, 4)}
+    assert flops[1] == 2 * 22 * 22 * 64 * 64
+    assert flops[4] == pytest.approx(flops[1] / 4, rel=0.05)

@@ -97,6 +97,27 @@ def _smaller_than_kernel(
     return numbers == _NHWC_HWIO and (lhs.shape[1] < rhs.shape[0] or lhs.shape[2] < rhs.shape[1])
 
 
+# Grouped convolutions with at most this many groups run as one convolution with a
+# block-diagonal kernel (see `block_diagonal_kernel`).
+MAX_BLOCK_DIAGONAL_GROUPS = 64
+
+
+def block_diagonal_kernel(kernel: jax.Array, groups: int) -> jax.Array:
+    """f32[kh, kw, C / groups, F] grouped HWIO kernel -> f32[kh, kw, C, F], zero outside each
+    group's block: the same convolution without `feature_group_count`.
+
+    Why: XLA:CPU's grouped convolution is pathologically slow, its backward pass above all.
+    Measured, batch 128, 32 groups (ResNeXt's 3x3 layers), forward + backward: 32x32x128
+    30,393 ms grouped vs 890 ms block-diagonal, 16x16x256 15,060 vs 492, 8x8x512 7,284 vs 325
+    — 22-34x faster despite groups-times the multiply-adds. The kernel's gradient is the
+    block-diagonal gradient's blocks (the zeros are constants)."""
+    kh, kw, group_in, features = kernel.shape
+    blocks = kernel.reshape(kh, kw, group_in, groups, features // groups)
+    eye = jnp.eye(groups, dtype=kernel.dtype)
+    full = jnp.einsum("hwigj,gG->hwGigj", blocks, eye)
+    return full.reshape(kh, kw, groups * group_in, features)
+
+
 def _conv_as_dot(lhs, rhs, padding):
     """The convolution as one matrix product: the padded input's kh * kw shifted windows
     concatenated along channels, times the kernel reshaped to [kh * kw * C, F]."""
@@ -145,6 +166,11 @@ def conv_general_dilated(
         dilation = rhs_dilation or (1,) * len(window)
         dilated = [(w - 1) * d + 1 for w, d in zip(window, dilation, strict=True)]
         padding = lax.padtype_to_pads(spatial, dilated, window_strides, padding)
+    if 1 < feature_group_count <= MAX_BLOCK_DIAGONAL_GROUPS and lhs.ndim == 4:
+        numbers = lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers)
+        if numbers == _NHWC_HWIO:
+            rhs = block_diagonal_kernel(rhs, feature_group_count)
+            feature_group_count = 1
     if _smaller_than_kernel(lhs, rhs, window_strides, lhs_dilation, rhs_dilation,
                             dimension_numbers, feature_group_count):  # fmt: skip
         return _conv_as_dot(lhs, rhs, padding)
