@@ -20,7 +20,7 @@ import os
 import time
 
 from jaxdl import cli, cost, models
-from jaxdl.errors import ConfigError
+from jaxdl.errors import ConfigError, NonFiniteError
 from jaxdl.loop import log
 from jaxdl.train import TrainConfig, train_and_evaluate
 
@@ -69,14 +69,24 @@ def main(argv: list[str] | None = None) -> dict:
         config = dataclasses.replace(base, model=name, workdir=os.path.join(base.workdir, name))
         model = models.create(name, num_classes=10)
         flops = cost.forward_flops(model, (1, 32, 32, 3))
+        parameters = cost.param_count(model, (1, 32, 32, 3))
         log(f"{name}: {flops / 1e9:.3f} GFLOPs per image")
-        result = train_and_evaluate(config)
+        try:
+            result = train_and_evaluate(config)
+        except NonFiniteError as error:  # one model diverging does not stop the comparison
+            log(f"{name}: diverged ({error})")
+            rows.append(
+                {"model": name, "diverged": True, "parameters": parameters,
+                 "forward_gflops": flops / 1e9}
+            )  # fmt: skip
+            continue
         epochs = result["epochs_run"]
         rows.append(
             {
                 "model": name,
+                "diverged": False,
                 "test_accuracy": result["test_accuracy"],
-                "parameters": result["parameters"],
+                "parameters": parameters,
                 "forward_gflops": flops / 1e9,
                 "epoch_seconds": result["train_seconds"] / epochs,
                 "images_per_second": result["images_per_second"],
@@ -88,6 +98,10 @@ def main(argv: list[str] | None = None) -> dict:
         f"{'img/s':>6}"
     )
     for row in rows:
+        if row["diverged"]:
+            log(f"{row['model']:<20} {'diverged':>9} {row['parameters']:>11,} "
+                f"{row['forward_gflops']:7.3f}")  # fmt: skip
+            continue
         log(
             f"{row['model']:<20} {100 * row['test_accuracy']:8.2f}% {row['parameters']:>11,} "
             f"{row['forward_gflops']:7.3f} {row['epoch_seconds']:8.1f} "

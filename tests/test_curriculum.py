@@ -26,7 +26,7 @@ from jaxdl import models
 from jaxdl.data.compose import compose_digits
 from jaxdl.data.tabular import load_table, standardize, train_test_split
 from jaxdl.diagnostics import kernel_gradient_norms
-from jaxdl.errors import ConfigError
+from jaxdl.errors import ConfigError, NonFiniteError
 from jaxdl.fullbatch import gradient_descent, least_squares, polynomial_features
 from jaxdl.losses import softmax_cross_entropy
 from jaxdl.metrics import intersection_over_union
@@ -256,3 +256,25 @@ def test_cifar_zoo_tiny(tmp_path, data_dir):
     assert rows["vgg_small"]["parameters"] == 337_050
     assert rows["squeezenet_cifar"]["forward_gflops"] > 0
     assert all(r["epoch_seconds"] > 0 and 0 < r["test_accuracy"] <= 1 for r in rows.values())
+
+
+def test_cifar_zoo_reports_a_diverged_model_and_goes_on(tmp_path, monkeypatch):
+    trained = []
+
+    def fake_train(config):
+        trained.append(config.model)
+        if config.model == "squeezenet_cifar":
+            raise NonFiniteError("20 consecutive steps had a non-finite loss or gradient")
+        return {
+            "epochs_run": 1, "train_seconds": 2.0, "test_accuracy": 0.5,
+            "parameters": 269_722, "images_per_second": 9.0, "compile_seconds": 1.0,
+        }  # fmt: skip
+
+    monkeypatch.setattr(cifar_zoo, "train_and_evaluate", fake_train)
+    results = cifar_zoo.main(["--models", "squeezenet_cifar,resnet20", "--workdir", str(tmp_path)])
+    assert trained == ["squeezenet_cifar", "resnet20"]
+    rows = {r["model"]: r for r in results["runs"]}
+    assert (
+        rows["squeezenet_cifar"]["diverged"] and rows["squeezenet_cifar"]["parameters"] == 727_626
+    )
+    assert not rows["resnet20"]["diverged"] and rows["resnet20"]["test_accuracy"] == 0.5
