@@ -70,8 +70,6 @@ def run_seed(seed: int, train, test, recipe: airbench.Recipe, quiet: bool) -> di
         }
     }
     state = state.replace(params=params, opt_state=tx.init(params))
-    # The step donates the state's buffers, so the average starts as a copy of them.
-    average = jax.tree.map(jnp.copy, (state.params, state.batch_stats))
     padded = airbench.prepare_train_images(flip_key, train_images, recipe.translate)
 
     start = time.perf_counter()
@@ -84,12 +82,13 @@ def run_seed(seed: int, train, test, recipe: airbench.Recipe, quiet: bool) -> di
         .compile()
     )
     jax.block_until_ready(airbench.epoch_images(data_key, padded, 0, recipe.translate))
-    jax.block_until_ready(airbench.lookahead(jax.tree.map(jnp.copy, state), average, 0.5))
+    warm = jax.tree.map(jnp.copy, (state.params, state.batch_stats))
+    jax.block_until_ready(airbench.lookahead(jax.tree.map(jnp.copy, state), warm, 0.5))
     compile_seconds = time.perf_counter() - start
 
     start = time.perf_counter()
     bar = tqdm(total=total_steps, desc=f"seed {seed}", unit="step", disable=quiet, leave=False)
-    done = 0
+    done, average = 0, None
     for epoch in range(math.ceil(recipe.epochs)):
         epoch_key, order_key = jax.random.split(jax.random.fold_in(data_key, epoch))
         images = airbench.epoch_images(epoch_key, padded, epoch, recipe.translate)
@@ -99,12 +98,17 @@ def run_seed(seed: int, train, test, recipe: airbench.Recipe, quiet: bool) -> di
             state, metrics = step(state, gather(images, train_labels, rows))
             done += 1
             bar.update()
-            if done % recipe.lookahead_every == 0:
-                decay = airbench.lookahead_decay(done, total_steps)
-                state, average = airbench.lookahead(state, average, decay)
+            if epoch >= recipe.lookahead_start_epoch and done % recipe.lookahead_every == 0:
+                if average is None:
+                    # A copy: the step donates the state's buffers.
+                    average = jax.tree.map(jnp.copy, (state.params, state.batch_stats))
+                else:
+                    decay = airbench.lookahead_decay(done, total_steps)
+                    state, average = airbench.lookahead(state, average, decay)
             if done >= total_steps:
                 break
-    state, _ = airbench.lookahead(state, average, 1.0)  # end on the average itself
+        if average is not None:  # every epoch ends on the average itself
+            state, average = airbench.lookahead(state, average, 1.0)
     jax.block_until_ready(state)
     train_seconds = time.perf_counter() - start
     bar.close()

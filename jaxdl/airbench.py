@@ -34,6 +34,7 @@ class Recipe:
     whiten_bias_epochs: int = 3
     translate: int = 2
     lookahead_every: int = 5
+    lookahead_start_epoch: int = 3  # the average starts as a copy at this epoch's first update
 
 
 def whitening_kernel(images: jax.Array, kernel_size: int = 2, eps: float = 5e-4) -> jax.Array:
@@ -115,7 +116,9 @@ def lookahead_decay(step: int, total_steps: int) -> float:
 @jax.jit
 def lookahead(state, average, decay):
     """Moves the running `average` of (params, batch_stats) towards the state's by 1 - decay
-    and puts the state there (the reference's every-5-steps update). Returns (state, average)."""
+    and puts the state there (the reference's every-5-steps update; with decay 1 it only puts
+    the state back on the average, as the reference does at the end of every epoch). Returns
+    (state, average)."""
     current = (state.params, state.batch_stats)
     average = jax.tree.map(lambda a, x: decay * a + (1 - decay) * x, average, current)
     return state.replace(params=average[0], batch_stats=average[1]), average
