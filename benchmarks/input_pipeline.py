@@ -15,6 +15,7 @@ the ratio of the medians (the issue asks the experiment to stay within 10 % of t
 from __future__ import annotations
 
 import argparse
+import itertools
 import statistics
 import time
 
@@ -31,28 +32,22 @@ def main(argv: list[str] | None = None) -> dict:
 
     import jax
 
-    from jaxdl import data, models, parallel
+    from benchmarks.step_throughput import synthetic_state_and_batch
+    from jaxdl import data, parallel
     from jaxdl.data.device import train_batches
-    from jaxdl.optim import OptimizerConfig, create_optimizer
-    from jaxdl.state import create_train_state
 
     train = data.load("cifar10", "train", args.data_dir, limit=args.train_limit)
     mean, std = data.channel_stats(train.images)
     preprocess = data.Preprocess(mean, std, data.Augmentation(crop_padding=4, flip=True))
     device_data = data.to_device(train)
-    tx, _ = create_optimizer(OptimizerConfig(name="nesterov", lr=0.1, schedule="constant"), 1, 1)
-    model = models.create(args.model, num_classes=train.num_classes)
-    state = create_train_state(model, tx, jax.random.PRNGKey(0), (1, *train.image_shape))
+    state, _ = synthetic_state_and_batch(args.model, args.batch_size)
     runner = parallel.create_runner("single", l2_weight=5e-4, label_smoothing=0.1)
     state = runner.put_state(state)
 
-    epoch = [0]
-
     def pipeline_batches():
-        while True:
-            epoch[0] += 1
+        for epoch in itertools.count(1):
             yield from train_batches(
-                device_data, jax.random.PRNGKey(epoch[0]), args.batch_size, preprocess
+                device_data, jax.random.PRNGKey(epoch), args.batch_size, preprocess
             )
 
     stream = pipeline_batches()

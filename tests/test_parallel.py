@@ -68,9 +68,10 @@ def float32_trajectories():
 # over 64 x 32 x 32 positions accumulate rounding, while the 8-way split sums shorter runs and
 # lands closer. Measured per parameter (session 6, plain layers): the largest error is the stem
 # convolution's kernel in every mode, single 1.54e-4, pmap and sharded 6.5e-5 (next: block
-# kernels, 6.6e-5 single, 3.3e-5 split); BatchNorm statistics 1.4e-5 single, 1.1e-6 split. So the modes agree with each other to that precision, not to 1e-5; the
-# float64 test below shows that the arithmetic itself is the same to 1e-10. A semantic slip (a
-# missing pmean, BatchNorm statistics of one shard) moves parameters by 1e-2 or more.
+# kernels, 6.6e-5 single, 3.3e-5 split); BatchNorm statistics 1.4e-5 single, 1.1e-6 split. So
+# the modes agree with each other to that precision, not to 1e-5; the float64 test below shows
+# that the arithmetic itself is the same to 1e-10. A semantic slip (a missing pmean, BatchNorm
+# statistics of one shard) moves parameters by 1e-2 or more.
 @pytest.mark.parametrize("mode", ["pmap", "sharded"])
 def test_one_step_matches_single_device(float32_trajectories, mode):
     params, stats, metrics = float32_trajectories[mode][0]
