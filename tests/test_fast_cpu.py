@@ -29,9 +29,13 @@ def reference_batch_norm(x, scale, bias, epsilon=1e-5):
     return (x - mean) / jnp.sqrt(var + epsilon) * scale + bias, mean, var
 
 
-# Channels on both sides of GRAM_MAX_CHANNELS (the two ways of summing squares); post-ReLU
-# inputs with a mean as large as their spread, as BatchNorm sees inside a network.
-@pytest.mark.parametrize("shape", [(16, 8, 8, 16), (8, 4, 4, 64), (8, 4, 4, 96), (4, 2, 2, 256)])
+# Row counts that fold k = 1 (odd), 2, 8 and up to SUM_ROW_WIDTH rows side by side in the
+# channel sums; post-ReLU inputs with a mean as large as their spread, as BatchNorm sees inside
+# a network.
+@pytest.mark.parametrize(
+    "shape",
+    [(16, 8, 8, 16), (8, 4, 4, 64), (8, 4, 4, 96), (4, 2, 2, 256), (3, 5, 5, 10), (2, 1, 1, 7)],
+)
 def test_batch_norm_matches_float64_reference(shape):
     kx, kg, ks = jax.random.split(jax.random.PRNGKey(0), 3)
     with jax.enable_x64(True):
@@ -50,6 +54,14 @@ def test_batch_norm_matches_float64_reference(shape):
     grads = vjp((f32(dy), zeros, zeros))
     for got, want in zip((*out, *grads), ref, strict=True):
         np.testing.assert_allclose(got, want, rtol=2e-5, atol=2e-5 * np.abs(want).max())
+
+
+def test_rows_per_fold_is_the_largest_power_of_two_that_divides_and_fits():
+    assert fast_cpu.rows_per_fold(128 * 32 * 32, 16) == 1024  # 1024 x 16 = SUM_ROW_WIDTH
+    assert fast_cpu.rows_per_fold(128 * 8 * 8, 64) == 256
+    assert fast_cpu.rows_per_fold(75, 10) == 1  # odd: nothing divides
+    assert fast_cpu.rows_per_fold(24, 10) == 8  # 16 does not divide 24
+    assert fast_cpu.rows_per_fold(64, 20_000) == 1  # one row is already wider than the limit
 
 
 @pytest.mark.parametrize(

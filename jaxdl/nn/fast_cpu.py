@@ -14,9 +14,9 @@ themselves (benchmarks/profile_step.py; BENCHMARKS.md has the figures):
    before fusion.
 2. **BatchNorm reductions.** XLA:CPU lowers the per-channel sums over (B, H, W) to slow
    reduce-window loops (~60 ms a step for ResNet-20). `batch_norm_train` takes the sums as
-   matrix products instead (ones @ X, diag(XᵀX), diag(dYᵀX)), which run on XLA's fast dot
-   path, one read of the activation each, and has a hand-written backward (two channel sums
-   and one elementwise pass, the textbook BatchNorm gradient).
+   matrix-vector products on XLA's fast dot path instead, with the [M, C] activation viewed
+   as wide rows (`_channel_sum`), and has a hand-written backward (two channel sums and one
+   elementwise pass, the textbook BatchNorm gradient).
 
 Both are mathematically the plain operations; tests/test_fast_cpu.py checks forward and
 gradients against `lax.conv_general_dilated` and `flax.linen.BatchNorm` within float32
@@ -32,9 +32,8 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-# Above this many channels diag(XᵀX) costs more multiply-adds (M·C²) than it saves in passes;
-# the sum of squares is then ones @ (X * X).
-GRAM_MAX_CHANNELS = 64
+# How many floats wide the rows are that the channel sums reduce (see `_channel_sum`).
+SUM_ROW_WIDTH = 16384
 
 
 def opaque(x: jax.Array) -> jax.Array:
@@ -186,15 +185,32 @@ def conv_general_dilated(
     )
 
 
+def rows_per_fold(num_rows: int, channels: int, width: int = SUM_ROW_WIDTH) -> int:
+    """The largest power of two k dividing `num_rows` with k * channels <= width (at least 1)."""
+    k = 1
+    while num_rows % (2 * k) == 0 and 2 * k * channels <= width:
+        k *= 2
+    return k
+
+
 def _channel_sum(m: jax.Array) -> jax.Array:
-    """f32[M, C] -> f32[C] as ones[M] @ m (XLA:CPU's dot path; its column reductions are slow)."""
-    return jnp.ones((m.shape[0],), m.dtype) @ m
+    """f32[M, C] -> f32[C], the sum over rows.
+
+    XLA:CPU's column reductions are slow, and so is ones[M] @ m when C is small: a
+    matrix-vector product 16-64 outputs wide runs on one core with short vectors. So m is
+    viewed as [M / k, k * C] (k rows side by side, up to SUM_ROW_WIDTH floats: a free reshape
+    of the contiguous array), reduced by ones @ that, and the k partial sums are added.
+    Measured (batch 128, sum and sum of squares of one activation): 32x32x16 1.65 -> 1.10 ms,
+    16x16x32 1.15 -> 0.95, 8x8x64 0.92 -> 0.24 against ones @ m and diag(mᵀm); the ResNet-20
+    train step +4.6 % (346 vs 331 img/s, alternated in one process)."""
+    num_rows, channels = m.shape
+    k = rows_per_fold(num_rows, channels)
+    rows = m.reshape(num_rows // k, k * channels)
+    return (jnp.ones((rows.shape[0],), m.dtype) @ rows).reshape(k, channels).sum(axis=0)
 
 
 def _channel_dot(a: jax.Array, b: jax.Array) -> jax.Array:
     """sum over rows of a * b, f32[M, C] x f32[M, C] -> f32[C]."""
-    if a.shape[1] <= GRAM_MAX_CHANNELS:
-        return jnp.diagonal(a.T @ b)
     return _channel_sum(a * b)
 
 
