@@ -196,13 +196,14 @@ def rows_per_fold(num_rows: int, channels: int, width: int = SUM_ROW_WIDTH) -> i
 def _channel_sum(m: jax.Array) -> jax.Array:
     """f32[M, C] -> f32[C], the sum over rows.
 
-    XLA:CPU's column reductions are slow, and so is ones[M] @ m when C is small: a
-    matrix-vector product 16-64 outputs wide runs on one core with short vectors. So m is
+    XLA:CPU's column reductions are slow, and so (measured) is ones[M] @ m when the output is
+    only C = 16-64 wide, however long M is. So m is
     viewed as [M / k, k * C] (k rows side by side, up to SUM_ROW_WIDTH floats: a free reshape
     of the contiguous array), reduced by ones @ that, and the k partial sums are added.
-    Measured (batch 128, sum and sum of squares of one activation): 32x32x16 1.65 -> 1.10 ms,
-    16x16x32 1.15 -> 0.95, 8x8x64 0.92 -> 0.24 against ones @ m and diag(mᵀm); the ResNet-20
-    train step +4.6 % (346 vs 331 img/s, alternated in one process)."""
+    Measured (`python -m benchmarks.channel_sums`, batch 128, sum and sum of squares of one
+    activation, against ones @ m and diag(mᵀm)): 32x32x16 1.38 -> 0.51 ms, 16x16x32 1.05 ->
+    0.31, 8x8x64 0.85 -> 0.15, 16x16x128 3.63 -> 1.88; the whole ResNet-20 train step gains
+    0-5 % (1.001, 1.032 and 1.046 in three alternated runs), within the machine's noise."""
     num_rows, channels = m.shape
     k = rows_per_fold(num_rows, channels)
     rows = m.reshape(num_rows // k, k * channels)
