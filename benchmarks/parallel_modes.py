@@ -33,15 +33,22 @@ def main() -> None:
     parser.add_argument("--batch_size", type=int, default=128)
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument(
+        "--modes", default=",".join(parallel.MODES), help="comma-separated parallel modes"
+    )
+    parser.add_argument(
+        "--counts", default="1,2,8", help="comma-separated device counts for pmap and sharded"
+    )
     args = parser.parse_args()
+    counts = tuple(int(c) for c in args.counts.split(","))
     key = jax.random.PRNGKey(1)
     batch = {
         "image": jax.random.normal(key, (args.batch_size, 32, 32, 3)),
         "label": jax.random.randint(key, (args.batch_size,), 0, 10),
     }
     setups = {}
-    for mode in parallel.MODES:
-        for count in (1,) if mode == "single" else (1, 2, 8):
+    for mode in args.modes.split(","):
+        for count in (1,) if mode == "single" else counts:
             runner = parallel.create_runner(mode, jax.devices()[:count], l2_weight=5e-4)
             model = parallel.model_for_mode(models.create("resnet20"), mode)
             state = create_train_state(
