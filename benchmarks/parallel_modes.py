@@ -1,6 +1,6 @@
 """ResNet-20 train-step time at global batch 128 in each parallel mode over 1, 2 and 8 devices.
 
-    python -m benchmarks.parallel_modes
+    python -m benchmarks.parallel_modes [--modes single,sharded] [--counts 2,4,8]
 
 Runs in one process with 8 fake CPU devices (set below, before JAX starts) and measures every
 (mode, device count) pair alternately, round after round, so drift hits them alike. On a
