@@ -40,14 +40,23 @@ def main() -> None:
         "--counts", default="1,2,8", help="comma-separated device counts for pmap and sharded"
     )
     args = parser.parse_args()
+    modes = args.modes.split(",")
     counts = tuple(int(c) for c in args.counts.split(","))
+    if unknown := [m for m in modes if m not in parallel.MODES]:
+        parser.error(
+            f"unknown mode {unknown[0]!r} in --modes; choose from {', '.join(parallel.MODES)}."
+        )
+    if bad := [c for c in counts if not 1 <= c <= len(jax.devices())]:
+        parser.error(
+            f"--counts {bad[0]} is not between 1 and the {len(jax.devices())} devices here."
+        )
     key = jax.random.PRNGKey(1)
     batch = {
         "image": jax.random.normal(key, (args.batch_size, 32, 32, 3)),
         "label": jax.random.randint(key, (args.batch_size,), 0, 10),
     }
     setups = {}
-    for mode in args.modes.split(","):
+    for mode in modes:
         for count in (1,) if mode == "single" else counts:
             runner = parallel.create_runner(mode, jax.devices()[:count], l2_weight=5e-4)
             model = parallel.model_for_mode(models.create("resnet20"), mode)
