@@ -24,7 +24,9 @@ _HELP = {
     "dataset": "TFDS dataset name",
     "data_dir": "folder with TFDS's prepared data (default: $TFDS_DATA_DIR)",
     "model": "model name from jaxdl.models.names()",
-    "epochs": "training epochs",
+    "epochs": "training epochs (with --time_budget_minutes: the most epochs)",
+    "time_budget_minutes": "fit the number of epochs to this much training time on this "
+    "machine, from a few timed steps before training (0: off, train --epochs)",
     "batch_size": "training batch size (global, across devices)",
     "eval_batch_size": "evaluation batch size",
     "lr": "peak learning rate",

@@ -19,6 +19,7 @@ from jax.experimental import multihost_utils
 
 from jaxdl import data as data_lib
 from jaxdl import models, parallel
+from jaxdl.budget import calibrate, epochs_within_budget
 from jaxdl.checkpoint import Checkpointer, remove_checkpoints
 from jaxdl.distributed import is_main_process
 from jaxdl.errors import ConfigError
@@ -42,6 +43,7 @@ class TrainConfig:
     model: str = "mlp"
     model_options: dict[str, Any] = dataclasses.field(default_factory=dict)
     epochs: int = 10
+    time_budget_minutes: float = 0.0
     batch_size: int = 128
     eval_batch_size: int = 1000
     lr: float = 1e-3
@@ -90,6 +92,11 @@ class TrainConfig:
                 raise ConfigError(
                     f"--{name} must be a positive integer, got {getattr(self, name)}."
                 )
+        if not 0 <= self.time_budget_minutes < float("inf"):
+            raise ConfigError(
+                f"--time_budget_minutes must be 0 (off) or a positive number of minutes, got "
+                f"{self.time_budget_minutes}."
+            )
         check_layer_impl(self.layers)
         if self.dtype not in DTYPES:
             raise ConfigError(f"unknown --dtype {self.dtype!r}; choose one of {', '.join(DTYPES)}.")
@@ -169,6 +176,47 @@ def config_from_file(path: str) -> TrainConfig:
     return dataclasses.replace(config, model_options=options)
 
 
+def budget_epochs(config: TrainConfig, runner, state, train_data, val_data, preprocess, key) -> int:
+    """How many epochs (at most `config.epochs`) fit in `config.time_budget_minutes` of training
+    on this machine, from `budget.calibrate`'s timing of the run's own steps. A run resumed from
+    its checkpoints keeps the count it chose when it started (its schedule depends on it)."""
+    previous = os.path.join(config.workdir, "config.json")
+    latest = os.path.join(config.workdir, "checkpoints", "latest")
+    if not config.restart and os.path.exists(previous) and os.path.isdir(latest):
+        if os.listdir(latest):
+            epochs = config_from_file(previous).epochs
+            log(f"time budget: keeping the {epochs} epochs this run chose when it started")
+            return epochs
+    calibration_key = jax.random.fold_in(key, 2**31 - 1)  # epochs use fold_in(key, 1..N)
+    timing = calibrate(
+        runner.train,
+        runner.evaluate,
+        runner.put_state(state),
+        train_data,
+        val_data,
+        preprocess,
+        config.batch_size,
+        config.eval_batch_size,
+        calibration_key,
+    )
+    steps = data_lib.steps_per_epoch(len(train_data), config.batch_size)
+    budget_seconds = 60 * config.time_budget_minutes
+    epochs = epochs_within_budget(
+        budget_seconds, timing.step_seconds, steps, timing.eval_seconds, config.epochs
+    )
+    if jax.process_count() > 1:  # every process must run the same schedule
+        epochs = int(multihost_utils.broadcast_one_to_all(np.int32(epochs)))
+    epoch_seconds = timing.step_seconds * steps + timing.eval_seconds
+    cap = " (the --epochs cap)" if epochs == config.epochs else ""
+    log(
+        f"time budget {config.time_budget_minutes:g} min: train step "
+        f"{config.batch_size / timing.step_seconds:,.0f} img/s, validation "
+        f"{timing.eval_seconds:.1f} s, so ~{epoch_seconds:.0f} s per epoch: {epochs} epochs{cap} "
+        f"(calibration took {timing.total_seconds:.1f} s)"
+    )
+    return epochs
+
+
 def prepare_workdir(workdir: str) -> None:
     """Creates the run directory, or says in one sentence why it cannot."""
     try:
@@ -228,6 +276,17 @@ def _train_and_evaluate(config: TrainConfig) -> dict[str, Any]:
         config, train.num_classes, train.image_shape, steps
     )
     log(f"{config.model}: {count_params(state.params):,} parameters")
+    train_data = data_lib.to_device(train)
+    val_data = data_lib.to_device(val) if len(val) else None
+    if config.time_budget_minutes:
+        epochs = budget_epochs(config, runner, state, train_data, val_data, preprocess, data_key)
+        if epochs != config.epochs:
+            # the schedule's length is part of the optimizer: build the state again (same seed,
+            # same initial parameters)
+            config = dataclasses.replace(config, epochs=epochs)
+            state, learning_rate_fn, data_key = initial_state(
+                config, train.num_classes, train.image_shape, steps
+            )
 
     start_epoch, start_index, history = 1, 0, []
     if config.restart and is_main_process():
@@ -260,8 +319,8 @@ def _train_and_evaluate(config: TrainConfig) -> dict[str, Any]:
         eval_fn=runner.evaluate,
         local_state=runner.local_state,
         max_bad_steps=config.max_bad_steps,
-        train_data=data_lib.to_device(train),
-        val_data=data_lib.to_device(val) if len(val) else None,
+        train_data=train_data,
+        val_data=val_data,
         preprocess=preprocess,
         batch_size=config.batch_size,
         epochs=config.epochs,
@@ -290,6 +349,7 @@ def _train_and_evaluate(config: TrainConfig) -> dict[str, Any]:
         "test_count": test_metrics["count"],
         "best_epoch": result.best_epoch,
         "epochs_run": len(result.history),
+        "epochs_planned": config.epochs,
         "compile_seconds": result.compile_seconds,
         "train_seconds": result.train_seconds,
         "wall_seconds": time.perf_counter() - start,
