@@ -6,14 +6,15 @@ peak learning rate 0.1 at batch 64 with one warm-up epoch and cosine decay, weig
 epochs is fitted to an 80-minute training budget (`--time_budget_minutes`; at most `--epochs`
 60): a few of the run's own steps are timed before training and the cosine schedule is laid
 out over as many epochs as fit, so the whole run ends inside 90 minutes on whichever CPU it
-gets (our 2-core machines differ 1.7x in speed: ~28 epochs on the slower, ~45 on the faster;
+gets (our 2-core machines differ 1.7x in speed: ~28 epochs on the slower, 49 on the faster;
 BENCHMARKS.md). `--time_budget_minutes 0` trains exactly `--epochs`. A seeded 45,000 / 5,000
 train / validation split; the 10,000 test images are used once, for the final number (plain
 and with flip test-time augmentation).
 
 `--recipe he2016` sets the paper's schedule for machines with an accelerator: 182 epochs,
 momentum 0.9 (not Nesterov), learning rate 0.1 divided by 10 at epochs 91 and 136, weight
-decay 1e-4, no label smoothing, no time budget (91.25 % for ResNet-20 on the lossless original CIFAR-10).
+decay 1e-4, no label smoothing, no time budget (91.25 % for ResNet-20 on the lossless original
+CIFAR-10).
 """
 
 from __future__ import annotations
