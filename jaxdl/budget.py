@@ -17,7 +17,8 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
-from jaxdl.data.device import DeviceDataset, Preprocess, eval_batches, train_batches
+from jaxdl.data.device import DeviceDataset, Preprocess, train_batches
+from jaxdl.loop import evaluate
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,6 +29,11 @@ class Timing:
     step_seconds: float
     eval_seconds: float
     total_seconds: float
+
+
+def epoch_seconds(step_seconds: float, steps_per_epoch: int, eval_seconds: float) -> float:
+    """Seconds of one epoch: `steps_per_epoch` train steps plus one validation pass."""
+    return step_seconds * steps_per_epoch + max(eval_seconds, 0.0)
 
 
 def epochs_within_budget(
@@ -44,8 +50,8 @@ def epochs_within_budget(
             f"need a positive budget, step time, steps per epoch and epoch cap, got "
             f"{budget_seconds}, {step_seconds}, {steps_per_epoch}, {max_epochs}."
         )
-    epoch_seconds = step_seconds * steps_per_epoch + max(eval_seconds, 0.0)
-    return max(1, min(max_epochs, int(budget_seconds // epoch_seconds)))
+    seconds = epoch_seconds(step_seconds, steps_per_epoch, eval_seconds)
+    return max(1, min(max_epochs, int(budget_seconds // seconds)))
 
 
 def calibrate(
@@ -64,10 +70,10 @@ def calibrate(
 ) -> Timing:
     """Times `train_fn` on real batches (after one compiling step and `warmup_steps` untimed
     ones, which run slower here; then `chunks` chunks of `chunk_steps` steps each, blocking on
-    the result) and `eval_fn` over `val_data` (after one
-    compiling pass). Works on a copy of `state` (the train step donates its input), so the
-    caller's state is untouched; the batches come from `key`, which the caller should not reuse
-    for training so that calibration leaves the run's data order unchanged."""
+    the result) and `eval_fn` over `val_data` (after one compiling pass). Works on a copy of
+    `state` (the train step donates its input), so the caller's state is untouched; the batches
+    come from `key`, which the caller should not reuse for training so that calibration leaves
+    the run's data order unchanged."""
     start = time.perf_counter()
     state = jax.tree.map(jnp.copy, state)
     batches = _endless_batches(train_data, key, batch_size, preprocess)
@@ -83,9 +89,10 @@ def calibrate(
         chunk_seconds.append((time.perf_counter() - chunk_start) / chunk_steps)
     eval_seconds = 0.0
     if val_data is not None and len(val_data):
-        _evaluate_all(eval_fn, state, val_data, eval_batch_size, preprocess)  # compiles
+        # (evaluate reads the totals back to the host, so it has finished when it returns)
+        evaluate(eval_fn, state, val_data, eval_batch_size, preprocess)  # compiles
         eval_start = time.perf_counter()
-        _evaluate_all(eval_fn, state, val_data, eval_batch_size, preprocess)
+        evaluate(eval_fn, state, val_data, eval_batch_size, preprocess)
         eval_seconds = time.perf_counter() - eval_start
     return Timing(statistics.median(chunk_seconds), eval_seconds, time.perf_counter() - start)
 
@@ -95,7 +102,3 @@ def _endless_batches(data: DeviceDataset, key: jax.Array, batch_size: int, prepr
     while True:
         yield from train_batches(data, jax.random.fold_in(key, epoch), batch_size, preprocess)
         epoch += 1
-
-
-def _evaluate_all(eval_fn, state, data, batch_size, preprocess) -> None:
-    jax.block_until_ready([eval_fn(state, b) for b in eval_batches(data, batch_size, preprocess)])

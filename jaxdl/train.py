@@ -19,7 +19,7 @@ from jax.experimental import multihost_utils
 
 from jaxdl import data as data_lib
 from jaxdl import models, parallel
-from jaxdl.budget import calibrate, epochs_within_budget
+from jaxdl.budget import calibrate, epoch_seconds, epochs_within_budget
 from jaxdl.checkpoint import Checkpointer, remove_checkpoints
 from jaxdl.distributed import is_main_process
 from jaxdl.errors import ConfigError
@@ -176,17 +176,19 @@ def config_from_file(path: str) -> TrainConfig:
     return dataclasses.replace(config, model_options=options)
 
 
-def budget_epochs(config: TrainConfig, runner, state, train_data, val_data, preprocess, key) -> int:
+def budget_epochs(
+    config: TrainConfig, runner, state, train_data, val_data, preprocess, steps: int, key
+) -> int:
     """How many epochs (at most `config.epochs`) fit in `config.time_budget_minutes` of training
     on this machine, from `budget.calibrate`'s timing of the run's own steps. A run resumed from
     its checkpoints keeps the count it chose when it started (its schedule depends on it)."""
     previous = os.path.join(config.workdir, "config.json")
     latest = os.path.join(config.workdir, "checkpoints", "latest")
-    if not config.restart and os.path.exists(previous) and os.path.isdir(latest):
-        if os.listdir(latest):
-            epochs = config_from_file(previous).epochs
-            log(f"time budget: keeping the {epochs} epochs this run chose when it started")
-            return epochs
+    resuming = os.path.isdir(latest) and os.listdir(latest) and os.path.exists(previous)
+    if resuming and not config.restart:
+        epochs = config_from_file(previous).epochs
+        log(f"time budget: keeping the {epochs} epochs this run chose when it started")
+        return epochs
     calibration_key = jax.random.fold_in(key, 2**31 - 1)  # epochs use fold_in(key, 1..N)
     timing = calibrate(
         runner.train,
@@ -199,19 +201,21 @@ def budget_epochs(config: TrainConfig, runner, state, train_data, val_data, prep
         config.eval_batch_size,
         calibration_key,
     )
-    steps = data_lib.steps_per_epoch(len(train_data), config.batch_size)
-    budget_seconds = 60 * config.time_budget_minutes
     epochs = epochs_within_budget(
-        budget_seconds, timing.step_seconds, steps, timing.eval_seconds, config.epochs
+        60 * config.time_budget_minutes,
+        timing.step_seconds,
+        steps,
+        timing.eval_seconds,
+        config.epochs,
     )
     if jax.process_count() > 1:  # every process must run the same schedule
         epochs = int(multihost_utils.broadcast_one_to_all(np.int32(epochs)))
-    epoch_seconds = timing.step_seconds * steps + timing.eval_seconds
+    seconds = epoch_seconds(timing.step_seconds, steps, timing.eval_seconds)
     cap = " (the --epochs cap)" if epochs == config.epochs else ""
     log(
         f"time budget {config.time_budget_minutes:g} min: train step "
         f"{config.batch_size / timing.step_seconds:,.0f} img/s, validation "
-        f"{timing.eval_seconds:.1f} s, so ~{epoch_seconds:.0f} s per epoch: {epochs} epochs{cap} "
+        f"{timing.eval_seconds:.1f} s, so ~{seconds:.0f} s per epoch: {epochs} epochs{cap} "
         f"(calibration took {timing.total_seconds:.1f} s)"
     )
     return epochs
@@ -279,7 +283,9 @@ def _train_and_evaluate(config: TrainConfig) -> dict[str, Any]:
     train_data = data_lib.to_device(train)
     val_data = data_lib.to_device(val) if len(val) else None
     if config.time_budget_minutes:
-        epochs = budget_epochs(config, runner, state, train_data, val_data, preprocess, data_key)
+        epochs = budget_epochs(
+            config, runner, state, train_data, val_data, preprocess, steps, data_key
+        )
         if epochs != config.epochs:
             # the schedule's length is part of the optimizer: build the state again (same seed,
             # same initial parameters)
