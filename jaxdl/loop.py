@@ -104,6 +104,7 @@ def fit(
     history: list[dict[str, Any]] | None = None,
     local_state: Callable[[Any], TrainState] = lambda state: state,
     max_bad_steps: int = 20,
+    stop_after_epoch: int | None = None,
 ) -> FitResult:
     """Trains `state` for `epochs` epochs with `train_fn(state, batch) -> (state, metrics)`
     (already jitted) and returns a `FitResult`. `key` seeds shuffling and augmentation: epoch
@@ -111,7 +112,9 @@ def fit(
     `history` holds the metrics records of epochs finished before a resume. `local_state`
     maps the (possibly replicated) state to a single-device one for checkpoints. After
     `max_bad_steps` consecutive skipped (non-finite) steps it raises `NonFiniteError` (checked
-    every 20 steps, so the host rarely waits for the device)."""
+    every 20 steps, so the host rarely waits for the device). With `stop_after_epoch` it
+    returns after that epoch, as if interrupted there (a time-budgeted run re-plans its length
+    at that point, then calls `fit` again from the next epoch)."""
     steps = steps_per_epoch(len(train_data), batch_size)
     os.makedirs(workdir, exist_ok=True)
     # in a multi-process run, process 0 writes the files and shows the progress
@@ -140,7 +143,8 @@ def fit(
         for record in history:
             metrics_file.write(json.dumps(record) + "\n")
         metrics_file.flush()
-        for epoch in range(start_epoch, epochs + 1):
+        last_epoch = min(epochs, stop_after_epoch or epochs)
+        for epoch in range(start_epoch, last_epoch + 1):
             first_index = start_index if epoch == start_epoch else 0
             epoch_key = jax.random.fold_in(key, epoch)
             bar = tqdm(
@@ -204,8 +208,13 @@ def fit(
             if learning_rate_fn is not None:
                 record["learning_rate"] = float(learning_rate_fn(global_step - 1))
             if val_data is not None and len(val_data):
+                val_start = time.perf_counter()
                 val = evaluate(eval_fn, state, val_data, eval_batch_size, preprocess)
-                record.update(val_loss=val["loss"], val_accuracy=val["accuracy"])
+                record.update(
+                    val_loss=val["loss"],
+                    val_accuracy=val["accuracy"],
+                    val_seconds=time.perf_counter() - val_start,
+                )
             history.append(record)
             metrics_file.write(json.dumps(record) + "\n")
             metrics_file.flush()

@@ -10,6 +10,7 @@ import dataclasses
 import json
 import os
 import time
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -19,11 +20,17 @@ from jax.experimental import multihost_utils
 
 from jaxdl import data as data_lib
 from jaxdl import models, parallel
-from jaxdl.budget import calibrate, epoch_seconds, epochs_within_budget
+from jaxdl.budget import (
+    calibrate,
+    epoch_seconds,
+    epochs_after_replan,
+    epochs_within_budget,
+    replan_epoch,
+)
 from jaxdl.checkpoint import Checkpointer, remove_checkpoints
 from jaxdl.distributed import is_main_process
 from jaxdl.errors import ConfigError
-from jaxdl.loop import evaluate, fit, log
+from jaxdl.loop import FitResult, evaluate, fit, log
 from jaxdl.nn.conv import check_layer_impl, layer_impl
 from jaxdl.optim import OptimizerConfig, create_optimizer
 from jaxdl.report import class_probabilities, save_run_plots
@@ -221,6 +228,66 @@ def budget_epochs(
     return epochs
 
 
+def replanned_epochs(config: TrainConfig, history: list[dict[str, Any]], cap: int) -> int:
+    """The budgeted run's epoch count re-planned from how long its epochs so far took
+    (`budget.epochs_after_replan`; at most `cap`, the user's --epochs)."""
+    seconds = [r["epoch_seconds"] + r.get("val_seconds", 0.0) for r in history]
+    epochs = epochs_after_replan(60 * config.time_budget_minutes, seconds, cap)
+    if jax.process_count() > 1:  # every process must run the same schedule
+        epochs = int(multihost_utils.broadcast_one_to_all(np.int32(epochs)))
+    left = 60 * config.time_budget_minutes - sum(seconds)
+    log(
+        f"time budget: epochs 1-{len(history)} took {sum(seconds):.0f} s "
+        f"(~{float(np.median(seconds)):.0f} s each), {max(left, 0) / 60:.1f} min left: "
+        f"{epochs} epochs in all (planned {config.epochs})"
+    )
+    return epochs
+
+
+def replan_and_finish(
+    config: TrainConfig,
+    first: FitResult,
+    epochs_cap: int,
+    steps: int,
+    fit_options: dict[str, Any],
+    save_config: Callable[[TrainConfig], None],
+) -> tuple[FitResult, TrainConfig, Callable]:
+    """The rest of a budgeted run that `fit` stopped after its first epochs: re-plans the epoch
+    count from their times (`replanned_epochs`), lays the schedule over the new count (the same
+    optimizer state; `tx` is a static field of the state, so the step compiles again), and
+    trains the remaining epochs. Returns the whole run's result, config and schedule."""
+    epochs = replanned_epochs(config, first.history, epochs_cap)
+    state = first.state
+    if epochs != config.epochs:
+        config = dataclasses.replace(config, epochs=epochs)
+        save_config(config)
+    tx, learning_rate_fn = create_optimizer(config.optimizer_config(), steps, config.epochs)
+    state = state.replace(tx=tx)
+    rest = fit(
+        state,
+        epochs=config.epochs,
+        learning_rate_fn=learning_rate_fn,
+        start_epoch=len(first.history) + 1,
+        history=first.history,
+        **fit_options,
+    )
+    result = FitResult(
+        rest.state,
+        rest.history,
+        rest.best_epoch,
+        first.compile_seconds + rest.compile_seconds,
+        first.train_seconds + rest.train_seconds,
+    )
+    return result, config, learning_rate_fn
+
+
+def write_config(config: TrainConfig, mean, std) -> None:
+    """`workdir/config.json`: the run's config and its data's channel statistics (process 0)."""
+    if is_main_process():
+        with open(os.path.join(config.workdir, "config.json"), "w") as f:
+            json.dump(dataclasses.asdict(config) | {"mean": mean, "std": std}, f, indent=2)
+
+
 def prepare_workdir(workdir: str) -> None:
     """Creates the run directory, or says in one sentence why it cannot."""
     try:
@@ -282,6 +349,7 @@ def _train_and_evaluate(config: TrainConfig) -> dict[str, Any]:
     log(f"{config.model}: {count_params(state.params):,} parameters")
     train_data = data_lib.to_device(train)
     val_data = data_lib.to_device(val) if len(val) else None
+    epochs_cap = config.epochs
     if config.time_budget_minutes:
         epochs = budget_epochs(
             config, runner, state, train_data, val_data, preprocess, steps, data_key
@@ -312,15 +380,18 @@ def _train_and_evaluate(config: TrainConfig) -> dict[str, Any]:
             f"(epoch {start_epoch}, batch {start_index}); --restart starts over"
         )
     main_process = is_main_process()  # in a multi-process run, process 0 writes the files
-    if main_process:
-        with open(os.path.join(config.workdir, "config.json"), "w") as f:
-            json.dump(dataclasses.asdict(config) | {"mean": mean, "std": std}, f, indent=2)
+    write_config(config, mean, std)
+    # A budgeted run re-plans its length once, from its own epochs' times (see jaxdl.budget); a
+    # resumed one keeps the count it has (its checkpoints' schedule), and early stopping, which
+    # keeps the best epoch's state across the whole run, is left to run in one piece.
+    replan_after = None
+    if config.time_budget_minutes and resumed is None and not config.early_stopping_patience:
+        replan_after = replan_epoch(config.epochs)
 
     if runner.device_count > 1:
         processes = f" in {jax.process_count()} processes" if jax.process_count() > 1 else ""
         log(f"parallel: {runner.mode} over {runner.device_count} devices{processes}")
-    result = fit(
-        runner.put_state(state),
+    fit_options = dict(
         train_fn=runner.train,
         eval_fn=runner.evaluate,
         local_state=runner.local_state,
@@ -329,20 +400,29 @@ def _train_and_evaluate(config: TrainConfig) -> dict[str, Any]:
         val_data=val_data,
         preprocess=preprocess,
         batch_size=config.batch_size,
-        epochs=config.epochs,
         key=data_key,
         workdir=config.workdir,
-        learning_rate_fn=learning_rate_fn,
         eval_batch_size=config.eval_batch_size,
         early_stopping_patience=config.early_stopping_patience,
         quiet=config.quiet,
         checkpointer=checkpointer,
         checkpoint_meta={"model": config.model, "parameters": count_params(state.params)},
         checkpoint_every_steps=config.checkpoint_every_steps,
+    )
+    result = fit(
+        runner.put_state(state),
+        epochs=config.epochs,
+        learning_rate_fn=learning_rate_fn,
         start_epoch=start_epoch,
         start_index=start_index,
         history=history,
+        stop_after_epoch=replan_after,
+        **fit_options,
     )
+    if replan_after is not None and len(result.history) == replan_after:
+        result, config, learning_rate_fn = replan_and_finish(
+            config, result, epochs_cap, steps, fit_options, lambda c: write_config(c, mean, std)
+        )
     checkpointer.close()
     test_data = data_lib.to_device(test)
     test_metrics = evaluate(

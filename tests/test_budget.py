@@ -11,7 +11,8 @@ import pytest
 
 from jaxdl import data as data_lib
 from jaxdl import parallel
-from jaxdl.budget import calibrate, epochs_within_budget
+from jaxdl import train as train_lib
+from jaxdl.budget import Timing, calibrate, epochs_after_replan, epochs_within_budget, replan_epoch
 from jaxdl.errors import ConfigError
 from jaxdl.train import TrainConfig, initial_state, train_and_evaluate
 
@@ -25,6 +26,17 @@ def test_epochs_within_budget_counts_whole_epochs():
     assert epochs_within_budget(5.0, 0.125, 80, 2.0, 50) == 1  # never fewer than one
     with pytest.raises(ValueError, match="positive"):
         epochs_within_budget(0.0, 0.125, 80, 2.0, 50)
+
+
+def test_replan_counts_the_epochs_left_at_their_measured_pace():
+    assert replan_epoch(49) == 4 and replan_epoch(20) == 2 and replan_epoch(3) == 2
+    assert replan_epoch(2) is None and replan_epoch(1) is None
+    # 4 epochs took 10 + 12 + 12 + 14 = 48 s (median 12): 72 s left of 120 -> 6 more
+    assert epochs_after_replan(120.0, [10.0, 12.0, 12.0, 14.0], 50) == 10
+    assert epochs_after_replan(120.0, [10.0, 12.0, 12.0, 14.0], 8) == 8  # the --epochs cap
+    assert epochs_after_replan(40.0, [10.0, 12.0, 12.0, 14.0], 50) == 5  # over: one more only
+    with pytest.raises(ValueError, match="positive seconds"):
+        epochs_after_replan(120.0, [], 50)
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +91,8 @@ def test_budgeted_run_plans_its_epochs_and_keeps_them_on_resume(tmp_path, data_d
     assert results["epochs_run"] == planned
     with open(os.path.join(workdir, "config.json")) as f:
         assert json.load(f)["epochs"] == planned
-    assert f": {planned} epochs (calibration took" in capsys.readouterr().out
+    # (the count the calibration chose, or the one re-planned after a tenth of the run)
+    assert " epochs (calibration took" in capsys.readouterr().out
 
     # resumed with another budget, it keeps the schedule it started with
     again = train_and_evaluate(
@@ -92,3 +105,30 @@ def test_budgeted_run_plans_its_epochs_and_keeps_them_on_resume(tmp_path, data_d
 def test_negative_budget_is_refused():
     with pytest.raises(ConfigError, match="--time_budget_minutes must be 0 .off. or a positive"):
         dataclasses.replace(BUDGETED, time_budget_minutes=-1.0).validate()
+
+
+def test_budgeted_run_replans_from_its_own_epochs(tmp_path, data_dir, capsys, monkeypatch):
+    # A calibration that says 6 epochs fit; the real epochs (milliseconds) then leave room for
+    # the --epochs cap of 9, so after epoch 2 the run lays its schedule over 9 epochs.
+    steps = 1000 // BUDGETED.batch_size  # 1,100 images less the 100 of validation, batch 50
+    budget_seconds = 60.0  # time_budget_minutes=1.0
+    slow = Timing(step_seconds=budget_seconds / (6.5 * steps), eval_seconds=0.0, total_seconds=0.1)
+    monkeypatch.setattr(train_lib, "calibrate", lambda *args, **kwargs: slow)
+    workdir = str(tmp_path / "run")
+    config = dataclasses.replace(
+        BUDGETED, workdir=workdir, time_budget_minutes=1.0, epochs=9, val_size=100
+    )
+    results = train_and_evaluate(config)
+    out = capsys.readouterr().out
+    assert ": 6 epochs (calibration took" in out
+    assert "time budget: epochs 1-2 took" in out and "9 epochs in all (planned 6)" in out
+    assert results["epochs_planned"] == results["epochs_run"] == 9
+    with open(os.path.join(workdir, "config.json")) as f:
+        assert json.load(f)["epochs"] == 9
+    with open(os.path.join(workdir, "metrics.jsonl")) as f:
+        records = [json.loads(line) for line in f]
+    assert [r["epoch"] for r in records] == list(range(1, 10))
+    assert all(r["val_seconds"] > 0 for r in records)
+    # the schedule now ends at epoch 9: still well above zero at the end of epoch 6 (a 6-epoch
+    # cosine would be at 0 there)
+    assert records[5]["learning_rate"] > 0.1 * BUDGETED.lr and records[-1]["learning_rate"] < 1e-6
