@@ -82,7 +82,7 @@ TINY = TrainConfig(
     keep_checkpoints=100,
     plots=False,
 )
-TIMING = {"images_per_second", "epoch_seconds"}
+TIMING = {"images_per_second", "epoch_seconds", "val_seconds"}
 
 
 def final_params(workdir):
