@@ -118,6 +118,41 @@ def test_experiment_runs_as_two_processes(tmp_path, data_dir):
     assert "resuming from" in resumed.stdout and "epoch   2/2" in resumed.stdout
 
 
+def test_budgeted_experiment_plans_alike_in_two_processes(tmp_path, data_dir):
+    # Each process times its own steps; process 0's epoch counts (the first plan and the
+    # re-plan) are broadcast, or the processes' collectives would fall out of step.
+    workdir = tmp_path / "run"
+    options = ["--train_limit", "1000", "--test_limit", "500", "--widths", "64"]
+    result = run(
+        [
+            *LAUNCH,
+            "--processes",
+            "2",
+            "--",
+            sys.executable,
+            "-m",
+            "experiments.mnist_mlp",
+            "--parallel",
+            "sharded",
+            *options,
+            "--epochs",
+            "8",
+            "--time_budget_minutes",
+            "5",
+            "--quiet",
+            "--no-plots",
+            "--workdir",
+            str(workdir),
+        ]
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    # a 5-minute budget holds the cap of 8 epochs; the re-plan after epoch 2 keeps it
+    assert ": 8 epochs (the --epochs cap)" in result.stdout
+    assert "time budget: epochs 1-2 took" in result.stdout and "8 epochs in all" in result.stdout
+    results = json.loads((workdir / "results.json").read_text())
+    assert results["epochs_run"] == results["epochs_planned"] == 8
+
+
 def test_pmap_across_processes_is_refused(tmp_path):
     result = run(
         [*LAUNCH, "--processes", "2", "--", *WORKER, str(tmp_path / "x.npz"), "--parallel", "pmap"]
