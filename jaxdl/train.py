@@ -183,6 +183,14 @@ def config_from_file(path: str) -> TrainConfig:
     return dataclasses.replace(config, model_options=options)
 
 
+def process_zeros_count(epochs: int) -> int:
+    """`epochs` as process 0 chose it: every process of a multi-process run must run the same
+    schedule, and each timed its own steps."""
+    if jax.process_count() > 1:
+        epochs = int(multihost_utils.broadcast_one_to_all(np.int32(epochs)))
+    return epochs
+
+
 def budget_epochs(
     config: TrainConfig, runner, state, train_data, val_data, preprocess, steps: int, key
 ) -> int:
@@ -208,15 +216,15 @@ def budget_epochs(
         config.eval_batch_size,
         calibration_key,
     )
-    epochs = epochs_within_budget(
-        60 * config.time_budget_minutes,
-        timing.step_seconds,
-        steps,
-        timing.eval_seconds,
-        config.epochs,
+    epochs = process_zeros_count(
+        epochs_within_budget(
+            60 * config.time_budget_minutes,
+            timing.step_seconds,
+            steps,
+            timing.eval_seconds,
+            config.epochs,
+        )
     )
-    if jax.process_count() > 1:  # every process must run the same schedule
-        epochs = int(multihost_utils.broadcast_one_to_all(np.int32(epochs)))
     seconds = epoch_seconds(timing.step_seconds, steps, timing.eval_seconds)
     cap = " (the --epochs cap)" if epochs == config.epochs else ""
     log(
@@ -232,12 +240,11 @@ def replanned_epochs(config: TrainConfig, history: list[dict[str, Any]], cap: in
     """The budgeted run's epoch count re-planned from how long its epochs so far took
     (`budget.epochs_after_replan`; at most `cap`, the user's --epochs)."""
     seconds = [r["epoch_seconds"] + r.get("val_seconds", 0.0) for r in history]
-    epochs = epochs_after_replan(60 * config.time_budget_minutes, seconds, cap)
-    if jax.process_count() > 1:  # every process must run the same schedule
-        epochs = int(multihost_utils.broadcast_one_to_all(np.int32(epochs)))
-    left = 60 * config.time_budget_minutes - sum(seconds)
+    budget_seconds, spent = 60 * config.time_budget_minutes, sum(seconds)
+    epochs = process_zeros_count(epochs_after_replan(budget_seconds, seconds, cap))
+    left = budget_seconds - spent
     log(
-        f"time budget: epochs 1-{len(history)} took {sum(seconds):.0f} s "
+        f"time budget: epochs 1-{len(history)} took {spent:.0f} s "
         f"(~{float(np.median(seconds)):.0f} s each), {max(left, 0) / 60:.1f} min left: "
         f"{epochs} epochs in all (planned {config.epochs})"
     )

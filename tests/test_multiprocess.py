@@ -61,33 +61,18 @@ def test_two_processes_of_two_devices_match_one_process(tmp_path):
     assert not np.allclose(one["losses"][0], one["losses"][-1])  # the steps did train
 
 
+def run_mnist_in_two_processes(workdir, *options: str) -> subprocess.CompletedProcess:
+    """`experiments.mnist_mlp` (sharded, 1,000 training images, width 64) launched as two
+    processes, with `options` added."""
+    experiment = [sys.executable, "-m", "experiments.mnist_mlp", "--parallel", "sharded"]
+    small = ["--train_limit", "1000", "--test_limit", "500", "--widths", "64"]
+    quiet = ["--quiet", "--no-plots", "--workdir", str(workdir)]
+    return run([*LAUNCH, "--processes", "2", "--", *experiment, *small, *options, *quiet])
+
+
 def test_experiment_runs_as_two_processes(tmp_path, data_dir):
     workdir = tmp_path / "run"
-    result = run(
-        [
-            *LAUNCH,
-            "--processes",
-            "2",
-            "--",
-            sys.executable,
-            "-m",
-            "experiments.mnist_mlp",
-            "--parallel",
-            "sharded",
-            "--train_limit",
-            "1000",
-            "--test_limit",
-            "500",
-            "--epochs",
-            "1",
-            "--widths",
-            "64",
-            "--quiet",
-            "--no-plots",
-            "--workdir",
-            str(workdir),
-        ]
-    )
+    result = run_mnist_in_two_processes(workdir, "--epochs", "1")
     assert result.returncode == 0, result.stderr[-2000:]
     assert "over 2 devices in 2 processes" in result.stdout
     assert result.stdout.count("test accuracy:") == 1  # process 0 alone reports
@@ -122,29 +107,7 @@ def test_budgeted_experiment_plans_alike_in_two_processes(tmp_path, data_dir):
     # Each process times its own steps; process 0's epoch counts (the first plan and the
     # re-plan) are broadcast, or the processes' collectives would fall out of step.
     workdir = tmp_path / "run"
-    options = ["--train_limit", "1000", "--test_limit", "500", "--widths", "64"]
-    result = run(
-        [
-            *LAUNCH,
-            "--processes",
-            "2",
-            "--",
-            sys.executable,
-            "-m",
-            "experiments.mnist_mlp",
-            "--parallel",
-            "sharded",
-            *options,
-            "--epochs",
-            "8",
-            "--time_budget_minutes",
-            "5",
-            "--quiet",
-            "--no-plots",
-            "--workdir",
-            str(workdir),
-        ]
-    )
+    result = run_mnist_in_two_processes(workdir, "--epochs", "8", "--time_budget_minutes", "5")
     assert result.returncode == 0, result.stderr[-2000:]
     # a 5-minute budget holds the cap of 8 epochs; the re-plan after epoch 2 keeps it
     assert ": 8 epochs (the --epochs cap)" in result.stdout
