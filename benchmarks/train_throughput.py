@@ -2,16 +2,17 @@
 
     python -m benchmarks.train_throughput                      # resnet20, resnet56, resnet18_cifar
     python -m benchmarks.train_throughput --models resnet20 --repeats 7
+    python -m benchmarks.train_throughput --models airbench94  # the speedrun's net, batch 1024
 
-For each model (batch 128, float32, SGD with Nesterov momentum 0.9, lr 0.1, weight decay 5e-4
-as an L2 term, cross-entropy) it builds jaxdl's jitted `train_step` / `eval_step` (default
-layers, and flax's plain layers for reference) and the same network in PyTorch in four
-settings: eager or `torch.compile`, NCHW or channels_last. Every candidate is warmed up first
-(compile time reported apart), then the candidates are timed in turn, repeat after repeat, so
-that the shared machine's drifts fall on all of them alike; each figure is the median (min–max)
-of `--repeats` timings of `--steps` steps, blocked on the result. It also measures an f32
-matmul's GFLOP/s as the machine's practical peak and gives jaxdl's training GFLOP/s (XLA cost
-analysis) as a share of it.
+For each model (batch 128, airbench94 at its recipe's 1024; float32, SGD with Nesterov momentum 0.9,
+lr 0.1, weight decay 5e-4 as an L2 term, cross-entropy) it builds jaxdl's jitted `train_step` /
+`eval_step` (default layers, and flax's plain layers for reference) and the same network in PyTorch
+in four settings: eager or `torch.compile`, NCHW or channels_last. Every candidate is warmed up
+first (compile time reported apart), then the candidates are timed in turn, repeat after repeat, so
+that the shared machine's drifts fall on all of them alike; each figure is the median (min–max) of
+`--repeats` timings of `--steps` steps, blocked on the result. It also measures an f32 matmul's
+GFLOP/s as the machine's practical peak and gives jaxdl's training GFLOP/s (XLA cost analysis) as a
+share of it.
 
 PyTorch is an optional benchmark dependency (`pip install torch==2.13.0` installs the CPU build
 here; never a CUDA build); without it the jaxdl figures are printed alone.
@@ -25,13 +26,19 @@ import statistics
 import time
 
 BATCH = 128
+BATCH_SIZES = {"airbench94": 1024}  # the speedrun's batch; every other model BATCH
 LR, MOMENTUM, WEIGHT_DECAY = 0.1, 0.9, 5e-4
 # model -> (torch builder arguments): blocks per stage, stage widths, shortcut option
 ARCHITECTURES = {
     "resnet20": ((3, 3, 3), (16, 32, 64), "A"),
     "resnet56": ((9, 9, 9), (16, 32, 64), "A"),
     "resnet18_cifar": ((2, 2, 2, 2), (64, 128, 256, 512), "B"),
+    "airbench94": None,  # torch_airbench
 }
+
+
+def batch_size(model_name: str) -> int:
+    return BATCH_SIZES.get(model_name, BATCH)
 
 
 def spread(rates: list[float]) -> str:
@@ -56,14 +63,14 @@ def matmul_peak(repeats: int = 5, size: int = 2048) -> float:
 class Candidate:
     """One implementation of one phase: `run(steps)` does `steps` steps and blocks."""
 
-    def __init__(self, name: str, run, compile_seconds: float):
-        self.name, self.run, self.compile_seconds = name, run, compile_seconds
+    def __init__(self, name: str, run, compile_seconds: float, batch: int):
+        self.name, self.run, self.compile_seconds, self.batch = name, run, compile_seconds, batch
         self.rates: list[float] = []
 
     def time(self, steps: int) -> None:
         start = time.perf_counter()
         self.run(steps)
-        self.rates.append(steps * BATCH / (time.perf_counter() - start))
+        self.rates.append(steps * self.batch / (time.perf_counter() - start))
 
 
 def jaxdl_candidates(model_name: str, layers: str) -> tuple[Candidate, Candidate, float, int]:
@@ -82,9 +89,10 @@ def jaxdl_candidates(model_name: str, layers: str) -> tuple[Candidate, Candidate
     tx, _ = create_optimizer(config, 1, 1)
     state = create_train_state(model, tx, jax.random.PRNGKey(0), (1, 32, 32, 3))
     key = jax.random.PRNGKey(1)
+    size = batch_size(model_name)
     batch = {
-        "image": jax.random.normal(key, (BATCH, 32, 32, 3)),
-        "label": jax.random.randint(key, (BATCH,), 0, 10),
+        "image": jax.random.normal(key, (size, 32, 32, 3)),
+        "label": jax.random.randint(key, (size,), 0, 10),
     }
     start = time.perf_counter()
     with layer_impl(layers):
@@ -111,8 +119,8 @@ def jaxdl_candidates(model_name: str, layers: str) -> tuple[Candidate, Candidate
 
     label = "jaxdl" if layers == "auto" else f"jaxdl {layers} layers"
     return (
-        Candidate(label, run_train, compile_seconds),
-        Candidate(label, run_eval, 0.0),
+        Candidate(label, run_train, compile_seconds, size),
+        Candidate(label, run_eval, 0.0, size),
         xla_flops(train),
         count_params(state.params),
     )
@@ -176,14 +184,39 @@ def torch_resnet(model_name: str):
     return ResNet()
 
 
+def torch_airbench():
+    """airbench94's network in PyTorch as the reference writes it: a 2x2 whitening convolution
+    with bias (3 -> 24), GELU, three groups (conv, 2x2 max-pool, BatchNorm, GELU, conv,
+    BatchNorm, GELU) of 64, 256, 256 channels, a 3x3 max-pool, a bias-free linear layer / 9."""
+    from torch import nn
+
+    def group(cin, cout):
+        conv = lambda i, o: nn.Conv2d(i, o, 3, padding="same", bias=False)
+        return nn.Sequential(
+            conv(cin, cout), nn.MaxPool2d(2), nn.BatchNorm2d(cout, eps=1e-12), nn.GELU(),
+            conv(cout, cout), nn.BatchNorm2d(cout, eps=1e-12), nn.GELU(),
+        )  # fmt: skip
+
+    class Scale(nn.Module):
+        def forward(self, x):
+            return x / 9
+
+    return nn.Sequential(
+        nn.Conv2d(3, 24, 2, padding=0, bias=True), nn.GELU(),
+        group(24, 64), group(64, 256), group(256, 256),
+        nn.MaxPool2d(3), nn.Flatten(), nn.Linear(256, 10, bias=False), Scale(),
+    )  # fmt: skip
+
+
 def torch_candidates(model_name: str, compiled: bool, channels_last: bool):
     """(train, eval, parameter count) for PyTorch in one of the four settings."""
     import torch
 
     torch.manual_seed(0)
-    model = torch_resnet(model_name)
-    images = torch.randn(BATCH, 3, 32, 32)
-    labels = torch.randint(0, 10, (BATCH,))
+    model = torch_airbench() if model_name == "airbench94" else torch_resnet(model_name)
+    size = batch_size(model_name)
+    images = torch.randn(size, 3, 32, 32)
+    labels = torch.randint(0, 10, (size,))
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
         images = images.contiguous(memory_format=torch.channels_last)
@@ -236,7 +269,11 @@ def torch_candidates(model_name: str, compiled: bool, channels_last: bool):
     layout = "channels_last" if channels_last else "NCHW"
     name = f"torch {'compile' if compiled else 'eager'}, {layout}"
     params = sum(p.numel() for p in model.parameters())
-    return Candidate(name, run_train, compile_seconds), Candidate(name, run_eval, 0.0), params
+    return (
+        Candidate(name, run_train, compile_seconds, size),
+        Candidate(name, run_eval, 0.0, size),
+        params,
+    )
 
 
 def main() -> None:
@@ -265,10 +302,14 @@ def main() -> None:
     peak = matmul_peak()
     print(
         f"jax {jax.__version__} on {jax.default_backend()}, torch {torch_version}, "
-        f"{args.threads} torch threads, batch {BATCH}, float32; "
+        f"{args.threads} torch threads, float32; "
         f"f32 matmul 2048^3: {peak:.0f} GFLOP/s"
     )
     for model_name in args.models.split(","):
+        if model_name not in ARCHITECTURES:
+            raise SystemExit(
+                f"--models {model_name!r}: no PyTorch twin; choose from {', '.join(ARCHITECTURES)}"
+            )
         train, evaluate, flops, jax_params = jaxdl_candidates(model_name, "auto")
         trains, evals = [train], [evaluate]
         if not args.no_plain:
@@ -295,13 +336,13 @@ def main() -> None:
                 for candidate in candidates:
                     candidate.time(args.steps)
             ours = candidates[0]
-            print(f"{model_name} {phase} ({jax_params:,} parameters):")
+            print(f"{model_name} {phase} ({jax_params:,} parameters, batch {ours.batch}):")
             for candidate in candidates:
                 extra = ""
                 if candidate.compile_seconds:
                     extra = f", warm-up/compile {candidate.compile_seconds:.1f} s"
                 if candidate is ours and phase == "train":
-                    gflops = statistics.median(ours.rates) / BATCH * flops / 1e9
+                    gflops = statistics.median(ours.rates) / ours.batch * flops / 1e9
                     extra += f", {gflops:.0f} GFLOP/s = {100 * gflops / peak:.0f} % of matmul"
                 print(f"  {candidate.name:32s} {spread(candidate.rates)} img/s{extra}")
             others = [c for c in candidates if c.name.startswith("torch")]

@@ -34,7 +34,12 @@ class Recipe:
     whiten_bias_epochs: int = 3
     translate: int = 2
     lookahead_every: int = 5
-    lookahead_start_epoch: int = 3  # the average starts as a copy at this epoch's first update
+    # The average starts as a copy of the state at the first update in this epoch. The reference
+    # (cifar10-airbench's airbench94.py) averages from the first step and puts the state on the
+    # average only after the last one; the first airbench94 (2024) started at epoch 3 and also
+    # ended every epoch on the average (`lookahead_start_epoch=3, lookahead_epoch_sync=True`).
+    lookahead_start_epoch: int = 0
+    lookahead_epoch_sync: bool = False
 
 
 def whitening_kernel(images: jax.Array, kernel_size: int = 2, eps: float = 5e-4) -> jax.Array:

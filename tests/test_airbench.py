@@ -88,9 +88,35 @@ def test_tta_of_a_flip_and_shift_blind_model_is_the_plain_prediction():
     np.testing.assert_allclose(airbench.tta_logits(predict, images), predict(images), rtol=1e-6)
 
 
+def test_frozen_whitening_zeroes_only_the_whitening_gradients():
+    model = models.create("airbench94")
+    frozen = model.clone(freeze_whitening=True)
+    images = jax.random.normal(jax.random.PRNGKey(1), (8, 32, 32, 3))
+    labels = jnp.arange(8) % 10
+    variables = model.init(jax.random.PRNGKey(0), images)
+
+    def loss(params, net):
+        logits, _ = net.apply(
+            {**variables, "params": params}, images, train=True, mutable=["batch_stats"]
+        )
+        return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+
+    grads, frozen_grads = (
+        traverse_util.flatten_dict(jax.grad(loss)(variables["params"], net))
+        for net in (model, frozen)
+    )
+    np.testing.assert_allclose(loss(variables["params"], frozen), loss(variables["params"], model))
+    for path, grad in grads.items():
+        if path[0] == "whiten":
+            assert jnp.any(grad != 0) and not jnp.any(frozen_grads[path] != 0), path
+        else:
+            np.testing.assert_allclose(frozen_grads[path], grad, rtol=1e-5, atol=1e-7)
+
+
 def test_speedrun_tiny(tmp_path, data_dir):
-    # 5 epochs of 4 steps: the lookahead average starts at step 15 (epoch 3), moves at step 20,
-    # and epochs 3 and 4 end on it, all through the step's donated buffers.
+    # 5 epochs of 4 steps: the lookahead average starts at step 5, moves at steps 10, 15 and 20,
+    # and the run ends on it, all through the step's donated buffers; epochs 3 and 4 take the
+    # step with the whitening layer frozen.
     args = ["--seeds", "2", "--epochs", "5", "--batch_size", "128", "--train_limit", "512"]
     results = cifar_speedrun.main(
         [*args, "--test_limit", "500", "--quiet", "--workdir", str(tmp_path)]
