@@ -186,23 +186,40 @@ def torch_resnet(model_name: str):
 
 def torch_airbench():
     """airbench94's network in PyTorch as the reference writes it: a 2x2 whitening convolution
-    with bias (3 -> 24), GELU, three groups (conv, 2x2 max-pool, BatchNorm, GELU, conv,
-    BatchNorm, GELU) of 64, 256, 256 channels, a 3x3 max-pool, a bias-free linear layer / 9."""
+    with bias (3 -> 24; its kernel never trains), GELU, three groups (conv, 2x2 max-pool,
+    BatchNorm, GELU, conv, BatchNorm, GELU) of 64, 256, 256 channels, a 3x3 max-pool, a bias-free
+    linear layer / 9. BatchNorm keeps 0.6 of its running statistics per step, eps 1e-12, and
+    trains only its bias; 3x3 convolutions start as identities on their first input-many filters
+    (dirac) and PyTorch's default init elsewhere. `benchmarks.torch_airbench` trains it."""
+    import torch
     from torch import nn
 
+    def conv(cin, cout):
+        layer = nn.Conv2d(cin, cout, 3, padding="same", bias=False)
+        with torch.no_grad():
+            nn.init.dirac_(layer.weight[: min(cin, cout)])
+        return layer
+
+    def norm(channels):
+        layer = nn.BatchNorm2d(channels, eps=1e-12, momentum=0.4)  # torch's momentum = 1 - 0.6
+        layer.weight.requires_grad = False
+        return layer
+
     def group(cin, cout):
-        conv = lambda i, o: nn.Conv2d(i, o, 3, padding="same", bias=False)
         return nn.Sequential(
-            conv(cin, cout), nn.MaxPool2d(2), nn.BatchNorm2d(cout, eps=1e-12), nn.GELU(),
-            conv(cout, cout), nn.BatchNorm2d(cout, eps=1e-12), nn.GELU(),
+            conv(cin, cout), nn.MaxPool2d(2), norm(cout), nn.GELU(),
+            conv(cout, cout), norm(cout), nn.GELU(),
         )  # fmt: skip
 
     class Scale(nn.Module):
         def forward(self, x):
             return x / 9
 
+    whiten = nn.Conv2d(3, 24, 2, padding=0, bias=True)
+    whiten.weight.requires_grad = False
+    nn.init.zeros_(whiten.bias)
     return nn.Sequential(
-        nn.Conv2d(3, 24, 2, padding=0, bias=True), nn.GELU(),
+        whiten, nn.GELU(),
         group(24, 64), group(64, 256), group(256, 256),
         nn.MaxPool2d(3), nn.Flatten(), nn.Linear(256, 10, bias=False), Scale(),
     )  # fmt: skip
