@@ -200,7 +200,7 @@ def run_seed(seed: int, train, test, recipe: airbench.Recipe, compiled: bool) ->
         f"seed {seed}: test accuracy {100 * plain:.2f} % ({100 * tta:.2f} % with TTA); "
         f"{done} steps in {train_seconds:.1f} s ({done * recipe.batch_size / train_seconds:.0f} "
         f"img/s{f', +{compile_seconds:.1f} s compile' if compiled else ''}), "
-        f"final batch loss {float(loss) / recipe.batch_size:.3f}",
+        f"final batch loss {loss.detach().item() / recipe.batch_size:.3f}",
         flush=True,
     )
     return {"tta": tta, "plain": plain, "seconds": train_seconds}
