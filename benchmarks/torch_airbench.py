@@ -26,33 +26,29 @@ import math
 import statistics
 import time
 
+import jax.numpy as jnp
 import numpy as np
 
 from jaxdl import airbench, data
 from jaxdl.errors import ConfigError
 
 
-def as_tensor(images: np.ndarray, mean, std, channels_last: bool):
-    """uint8[N, H, W, C] -> normalised f32[N, C, H, W] torch tensor."""
+def as_tensor(images: np.ndarray, mean, std):
+    """uint8[N, H, W, C] -> normalised f32[N, C, H, W] torch tensor, channels_last."""
     import torch
 
     x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255
     x = (x - torch.tensor(mean).view(1, -1, 1, 1)) / torch.tensor(std).view(1, -1, 1, 1)
-    return x.contiguous(
-        memory_format=torch.channels_last if channels_last else torch.contiguous_format
-    )
+    return x.contiguous(memory_format=torch.channels_last)
 
 
-def whitening_weight(images, eps: float = 5e-4):
-    """f32[2 * 12, 3, 2, 2] from normalised images f32[N, 3, H, W]: the 2x2 patches' covariance
-    eigenvectors scaled by 1 / sqrt(eigenvalue + eps), both signs."""
+def whitening_weight(images):
+    """f32[24, 3, 2, 2]: `jaxdl.airbench.whitening_kernel` of normalised images f32[N, 3, H, W],
+    in PyTorch's [out, in, kh, kw] layout."""
     import torch
 
-    patches = images.unfold(2, 2, 1).unfold(3, 2, 1)  # [N, C, H-1, W-1, 2, 2]
-    patches = patches.permute(0, 2, 3, 1, 4, 5).reshape(-1, 12).double()
-    eigenvalues, eigenvectors = torch.linalg.eigh(patches.T @ patches / len(patches))
-    scaled = (eigenvectors / torch.sqrt(eigenvalues + eps)).T.reshape(12, 3, 2, 2)
-    return torch.cat([scaled, -scaled]).float()
+    kernel = airbench.whitening_kernel(jnp.asarray(images.permute(0, 2, 3, 1).numpy()))
+    return torch.from_numpy(np.asarray(kernel).transpose(3, 2, 0, 1).copy())
 
 
 def crops(padded, size: int, generator):
@@ -118,18 +114,16 @@ def run_seed(seed: int, train, test, recipe: airbench.Recipe, compiled: bool) ->
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
     mean, std = data.channel_stats(train.images)
-    images = as_tensor(train.images, mean, std, channels_last=True)
+    images = as_tensor(train.images, mean, std)
     labels = torch.from_numpy(np.asarray(train.labels)).long()
-    test_images = as_tensor(test.images, mean, std, channels_last=True)
+    test_images = as_tensor(test.images, mean, std)
     test_labels = torch.from_numpy(np.asarray(test.labels)).long()
 
     model = torch_airbench().to(memory_format=torch.channels_last)
     forward = torch.compile(model) if compiled else model
     steps_per_epoch = len(labels) // recipe.batch_size
     total_steps = math.ceil(steps_per_epoch * recipe.epochs)
-    kilostep_scale = 1024 * (1 + 1 / (1 - recipe.momentum))
-    lr = recipe.lr / kilostep_scale
-    wd = recipe.weight_decay * recipe.batch_size / kilostep_scale
+    lr, wd = airbench.summed_loss_rates(recipe)
     named = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
     is_norm = lambda name: isinstance(
         model.get_submodule(name.rsplit(".", 1)[0]), torch.nn.BatchNorm2d
@@ -186,12 +180,10 @@ def run_seed(seed: int, train, test, recipe: airbench.Recipe, compiled: bool) ->
             optimizer.step()
             scheduler.step()
             done += 1
-            last = done >= total_steps
-            decays = [airbench.lookahead_decay(done, total_steps)]
-            decays = decays if done % recipe.lookahead_every == 0 else []
-            for decay in decays + [1.0] * last:  # the run ends on the average
-                lookahead(model, average, decay)
-            if last:
+            if done % recipe.lookahead_every == 0:
+                lookahead(model, average, airbench.lookahead_decay(done, total_steps))
+            if done >= total_steps:
+                lookahead(model, average, 1.0)  # the run ends on the average
                 break
     train_seconds = time.perf_counter() - start
     plain = accuracy(forward, test_images, test_labels, tta=False)

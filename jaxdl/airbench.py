@@ -81,14 +81,19 @@ def param_labels(params) -> dict:
     return traverse_util.unflatten_dict({path: label(path) for path in flat})
 
 
+def summed_loss_rates(recipe: Recipe) -> tuple[float, float]:
+    """(learning rate, weight-decay step) per example of a summed loss, as the reference's
+    PyTorch SGD takes them: the per-1024 hyper-parameters divided by Nesterov's step scale."""
+    kilostep_scale = 1024 * (1 + 1 / (1 - recipe.momentum))
+    return recipe.lr / kilostep_scale, recipe.weight_decay * recipe.batch_size / kilostep_scale
+
+
 def optimizer(
     recipe: Recipe, steps_per_epoch: int, total_steps: int
 ) -> optax.GradientTransformation:
     """Nesterov SGD per group with coupled weight decay and the triangular schedule; the
     whitening bias trains for `whiten_bias_epochs` epochs and then stops."""
-    kilostep_scale = 1024 * (1 + 1 / (1 - recipe.momentum))
-    lr = recipe.lr / kilostep_scale  # the reference's per-example (summed-loss) rate
-    wd = recipe.weight_decay * recipe.batch_size / kilostep_scale
+    lr, wd = summed_loss_rates(recipe)
     multipliers = jnp.asarray(triangle(total_steps), jnp.float32)
     schedule = lambda base: lambda step: base * multipliers[jnp.minimum(step, total_steps)]
     whiten_until = recipe.whiten_bias_epochs * steps_per_epoch
