@@ -24,6 +24,7 @@ lint:
 
 bench:
 	$(BIN)/python -m benchmarks.train_throughput
+	$(BIN)/python -m benchmarks.conv_layers --models resnet20,resnet18_cifar
 
 clean:
 	rm -rf $(VENV) .pytest_cache

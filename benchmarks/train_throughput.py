@@ -3,6 +3,7 @@
     python -m benchmarks.train_throughput                      # resnet20, resnet56, resnet18_cifar
     python -m benchmarks.train_throughput --models resnet20 --repeats 7
     python -m benchmarks.train_throughput --models airbench94  # the speedrun's net, batch 1024
+    python -m benchmarks.train_throughput --models resnet20 --isolate 2  # a process per candidate
 
 For each model (batch 128, airbench94 at its recipe's 1024; float32, SGD with Nesterov momentum 0.9,
 lr 0.1, weight decay 5e-4 as an L2 term, cross-entropy) it builds jaxdl's jitted `train_step` /
@@ -14,6 +15,13 @@ that the shared machine's drifts fall on all of them alike; each figure is the m
 GFLOP/s as the machine's practical peak and gives jaxdl's training GFLOP/s (XLA cost analysis) as a
 share of it.
 
+With `--isolate ROUNDS`, every candidate runs in a child process of its own instead, the
+processes in turn for ROUNDS rounds, and the figures pool all rounds. Candidates sharing a
+process slow each other down: PyTorch eager channels_last trained airbench94 at ~380 img/s alone
+and ~327 img/s timed in turn with the other three PyTorch settings in one process (BENCHMARKS.md).
+Isolated, no candidate's thread pool, allocator or caches are disturbed by another's, at the
+price of drifts between processes (about ±15 % here: use several rounds).
+
 PyTorch is an optional benchmark dependency (`pip install torch==2.13.0` installs the CPU build
 here; never a CUDA build); without it the jaxdl figures are printed alone.
 """
@@ -22,7 +30,10 @@ from __future__ import annotations
 
 import argparse
 import functools
+import json
 import statistics
+import subprocess
+import sys
 import time
 
 BATCH = 128
@@ -293,6 +304,124 @@ def torch_candidates(model_name: str, compiled: bool, channels_last: bool):
     )
 
 
+# Every candidate, by the name its figures are printed under.
+CANDIDATES = (
+    "jaxdl",
+    "jaxdl plain layers",
+    "torch eager, NCHW",
+    "torch eager, channels_last",
+    "torch compile, NCHW",
+    "torch compile, channels_last",
+)
+
+
+def measure(model_name: str, args, names: tuple[str, ...]) -> dict:
+    """Builds the candidates `names` (of `CANDIDATES`) for one model, times them in turn
+    `args.repeats` times per phase, and returns JSON-able results: parameter counts, jaxdl's
+    train FLOPs per step, and per phase a list of {name, rates, compile_seconds}."""
+    result = {"params": {}, "flops": None, "train": [], "eval": []}
+    trains, evals = [], []
+    for name in names:
+        if name.startswith("jaxdl"):
+            layers = "plain" if name == "jaxdl plain layers" else "auto"
+            train, evaluate, flops, result["params"]["jaxdl"] = jaxdl_candidates(model_name, layers)
+            if layers == "auto":
+                result["flops"] = flops
+        else:
+            compiled, channels_last = "compile" in name, "channels_last" in name
+            try:
+                train, evaluate, result["params"]["torch"] = torch_candidates(
+                    model_name, compiled, channels_last
+                )
+            except Exception as error:  # torch.compile needs a working C++ toolchain
+                print(f"  {model_name}: {name} failed: {error!r:.200}")
+                continue
+        trains.append(train)
+        evals.append(evaluate)
+    for phase, candidates in (("train", trains), ("eval", evals)):
+        for _ in range(args.repeats):
+            for candidate in candidates:
+                candidate.time(args.steps)
+        result[phase] = [
+            {"name": c.name, "rates": c.rates, "compile_seconds": c.compile_seconds}
+            for c in candidates
+        ]
+    return result
+
+
+def merge(results: list[dict]) -> dict:
+    """One result from several (`measure`'s, from alternating child processes): every
+    candidate's rates concatenated, its compile time the median of the runs'."""
+    merged = {"params": {}, "flops": None, "train": [], "eval": []}
+    for result in results:
+        merged["params"].update(result["params"])
+        merged["flops"] = merged["flops"] or result["flops"]
+    for phase in ("train", "eval"):
+        by_name: dict[str, dict] = {}
+        for result in results:
+            for candidate in result[phase]:
+                entry = by_name.setdefault(
+                    candidate["name"], {"name": candidate["name"], "rates": [], "compiles": []}
+                )
+                entry["rates"] += candidate["rates"]
+                entry["compiles"].append(candidate["compile_seconds"])
+        merged[phase] = [
+            {
+                "name": e["name"],
+                "rates": e["rates"],
+                "compile_seconds": statistics.median(e["compiles"]),
+            }
+            for e in by_name.values()
+        ]
+    return merged
+
+
+def report(model_name: str, result: dict, peak: float) -> None:
+    """Prints each phase's candidates and the line jaxdl / best PyTorch."""
+    params = result["params"]
+    if "torch" in params and params["torch"] != params.get("jaxdl", params["torch"]):
+        raise SystemExit(
+            f"{model_name}: PyTorch model has {params['torch']:,} parameters, "
+            f"jaxdl's {params['jaxdl']:,}; the benchmark compares equal networks only"
+        )
+    size = batch_size(model_name)
+    for phase in ("train", "eval"):
+        candidates = result[phase]
+        ours = candidates[0]
+        print(f"{model_name} {phase} ({params['jaxdl']:,} parameters, batch {size}):")
+        for candidate in candidates:
+            extra = ""
+            if candidate["compile_seconds"]:
+                extra = f", warm-up/compile {candidate['compile_seconds']:.1f} s"
+            if candidate is ours and phase == "train":
+                gflops = statistics.median(ours["rates"]) / size * result["flops"] / 1e9
+                extra += f", {gflops:.0f} GFLOP/s = {100 * gflops / peak:.0f} % of matmul"
+            print(f"  {candidate['name']:32s} {spread(candidate['rates'])} img/s{extra}")
+        others = [c for c in candidates if c["name"].startswith("torch")]
+        if others:
+            best = max(others, key=lambda c: statistics.median(c["rates"]))
+            ratio = statistics.median(ours["rates"]) / statistics.median(best["rates"])
+            print(
+                f"{model_name} {phase}: jaxdl {statistics.median(ours['rates']):,.0f} img/s, "
+                f"best torch {statistics.median(best['rates']):,.0f} img/s "
+                f"({best['name'].removeprefix('torch ')}), {ratio:.2f}x"
+            )
+
+
+def run_child(model_name: str, name: str, args) -> dict:
+    """`measure` for the one candidate `name` in a fresh process (`--isolate`): its result."""
+    command = [
+        sys.executable, "-m", "benchmarks.train_throughput", "--child", name,
+        "--models", model_name, "--repeats", str(args.repeats), "--steps", str(args.steps),
+        "--threads", str(args.threads),
+    ]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
+    if done.returncode != 0 or not lines:
+        raise SystemExit(f"{name} child failed ({done.returncode}):\n{done.stderr[-2000:]}")
+    return json.loads(lines[-1].removeprefix("RESULT "))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default="resnet20,resnet56,resnet18_cifar")
@@ -300,7 +429,35 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3, help="steps per timing")
     parser.add_argument("--threads", type=int, default=2, help="PyTorch intra-op threads")
     parser.add_argument("--no_plain", action="store_true", help="skip jaxdl's plain layers")
+    parser.add_argument(
+        "--isolate",
+        type=int,
+        default=0,
+        metavar="ROUNDS",
+        help="time each candidate in its own child process, the processes in turn for ROUNDS "
+        "rounds (--repeats timings each), instead of all candidates in one process",
+    )
+    parser.add_argument("--child", choices=CANDIDATES, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    models = args.models.split(",")
+    for model_name in models:
+        if model_name not in ARCHITECTURES:
+            raise SystemExit(
+                f"--models {model_name!r}: no PyTorch twin; choose from {', '.join(ARCHITECTURES)}"
+            )
+
+    if args.child:  # one candidate, in a process of its own; jaxdl's flags before JAX starts
+        if args.child.startswith("torch"):
+            import torch
+
+            torch.set_num_threads(args.threads)
+        else:
+            import jaxdl  # noqa: F401
+        result = measure(models[0], args, (args.child,))
+        if args.child == "jaxdl":
+            result["peak"] = matmul_peak()
+        print("RESULT " + json.dumps(result), flush=True)
+        return
 
     import jaxdl  # noqa: F401  (jaxdl's XLA flags, before JAX starts)
 
@@ -310,67 +467,38 @@ def main() -> None:
         torch.set_num_threads(args.threads)
         torch_version = torch.__version__
     except ImportError:
-        torch = None
         torch_version = None
         print("PyTorch is not installed: jaxdl's figures only (pip install torch==2.13.0).")
+    names = [
+        name
+        for name in CANDIDATES
+        if (torch_version or not name.startswith("torch"))
+        and not (args.no_plain and name == "jaxdl plain layers")
+    ]
 
-    import jax
+    if args.isolate:
+        how = f"each candidate in its own process, {args.isolate} rounds"
+        peak = None
+    else:
+        import jax
 
-    peak = matmul_peak()
+        peak = matmul_peak()
+        how = f"jax {jax.__version__} on {jax.default_backend()}, all in one process"
     print(
-        f"jax {jax.__version__} on {jax.default_backend()}, torch {torch_version}, "
-        f"{args.threads} torch threads, float32; "
-        f"f32 matmul 2048^3: {peak:.0f} GFLOP/s"
+        f"{how}; torch {torch_version}, {args.threads} torch threads, float32"
+        + (f"; f32 matmul 2048^3: {peak:.0f} GFLOP/s" if peak else "")
     )
-    for model_name in args.models.split(","):
-        if model_name not in ARCHITECTURES:
-            raise SystemExit(
-                f"--models {model_name!r}: no PyTorch twin; choose from {', '.join(ARCHITECTURES)}"
-            )
-        train, evaluate, flops, jax_params = jaxdl_candidates(model_name, "auto")
-        trains, evals = [train], [evaluate]
-        if not args.no_plain:
-            plain_train, plain_eval, _, _ = jaxdl_candidates(model_name, "plain")
-            trains.append(plain_train)
-            evals.append(plain_eval)
-        if torch is not None:
-            for compiled in (False, True):
-                for channels_last in (False, True):
-                    try:
-                        t, e, torch_params = torch_candidates(model_name, compiled, channels_last)
-                    except Exception as error:  # torch.compile needs a working C++ toolchain
-                        print(f"  {model_name}: torch compiled={compiled} failed: {error!r:.200}")
-                        continue
-                    if torch_params != jax_params:
-                        raise SystemExit(
-                            f"{model_name}: PyTorch model has {torch_params:,} parameters, "
-                            f"jaxdl's {jax_params:,}; the benchmark compares equal networks only"
-                        )
-                    trains.append(t)
-                    evals.append(e)
-        for phase, candidates in (("train", trains), ("eval", evals)):
-            for _ in range(args.repeats):
-                for candidate in candidates:
-                    candidate.time(args.steps)
-            ours = candidates[0]
-            print(f"{model_name} {phase} ({jax_params:,} parameters, batch {ours.batch}):")
-            for candidate in candidates:
-                extra = ""
-                if candidate.compile_seconds:
-                    extra = f", warm-up/compile {candidate.compile_seconds:.1f} s"
-                if candidate is ours and phase == "train":
-                    gflops = statistics.median(ours.rates) / ours.batch * flops / 1e9
-                    extra += f", {gflops:.0f} GFLOP/s = {100 * gflops / peak:.0f} % of matmul"
-                print(f"  {candidate.name:32s} {spread(candidate.rates)} img/s{extra}")
-            others = [c for c in candidates if c.name.startswith("torch")]
-            if others:
-                best = max(others, key=lambda c: statistics.median(c.rates))
-                ratio = statistics.median(ours.rates) / statistics.median(best.rates)
-                print(
-                    f"{model_name} {phase}: jaxdl {statistics.median(ours.rates):,.0f} img/s, "
-                    f"best torch {statistics.median(best.rates):,.0f} img/s "
-                    f"({best.name.removeprefix('torch ')}), {ratio:.2f}x"
-                )
+    for model_name in models:
+        if args.isolate:
+            runs = [
+                run_child(model_name, name, args) for _ in range(args.isolate) for name in names
+            ]
+            peak = statistics.median(run["peak"] for run in runs if "peak" in run)
+            print(f"  f32 matmul 2048^3 in the jaxdl processes: {peak:.0f} GFLOP/s (median)")
+            result = merge(runs)
+        else:
+            result = measure(model_name, args, tuple(names))
+        report(model_name, result, peak)
 
 
 if __name__ == "__main__":
