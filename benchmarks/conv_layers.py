@@ -29,8 +29,6 @@ import collections
 import json
 import os
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 
@@ -201,16 +199,12 @@ def child(framework: str, layers_file: str, repeats: int, calls: int, threads: i
 
 
 def run_child(framework: str, layers_file: str, args) -> dict:
-    command = [
-        sys.executable, "-m", "benchmarks.conv_layers", "--child", framework,
-        "--layers_file", layers_file, "--repeats", str(args.repeats),
-        "--calls", str(args.calls), "--threads", str(args.threads),
-    ]  # fmt: skip
-    done = subprocess.run(command, capture_output=True, text=True, check=False)
-    lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
-    if done.returncode != 0 or not lines:
-        raise SystemExit(f"{framework} child failed ({done.returncode}):\n{done.stderr[-2000:]}")
-    return json.loads(lines[-1].removeprefix("RESULT "))
+    from benchmarks.train_throughput import child_result
+
+    return child_result(
+        "benchmarks.conv_layers", framework, "--child", framework, "--layers_file", layers_file,
+        "--repeats", str(args.repeats), "--calls", str(args.calls), "--threads", str(args.threads),
+    )  # fmt: skip
 
 
 def main() -> None:

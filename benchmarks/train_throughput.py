@@ -408,18 +408,23 @@ def report(model_name: str, result: dict, peak: float) -> None:
             )
 
 
-def run_child(model_name: str, name: str, args) -> dict:
-    """`measure` for the one candidate `name` in a fresh process (`--isolate`): its result."""
-    command = [
-        sys.executable, "-m", "benchmarks.train_throughput", "--child", name,
-        "--models", model_name, "--repeats", str(args.repeats), "--steps", str(args.steps),
-        "--threads", str(args.threads),
-    ]  # fmt: skip
+def child_result(module: str, label: str, *options: str) -> dict:
+    """Runs `python -m module *options` in a fresh process and returns the JSON it printed
+    after "RESULT " (the children of `--isolate` here and of `benchmarks.conv_layers`)."""
+    command = [sys.executable, "-m", module, *options]
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
     if done.returncode != 0 or not lines:
-        raise SystemExit(f"{name} child failed ({done.returncode}):\n{done.stderr[-2000:]}")
+        raise SystemExit(f"{label} child failed ({done.returncode}):\n{done.stderr[-2000:]}")
     return json.loads(lines[-1].removeprefix("RESULT "))
+
+
+def run_child(model_name: str, name: str, args) -> dict:
+    """`measure` for the one candidate `name` in a fresh process (`--isolate`): its result."""
+    return child_result(
+        "benchmarks.train_throughput", name, "--child", name, "--models", model_name,
+        "--repeats", str(args.repeats), "--steps", str(args.steps), "--threads", str(args.threads),
+    )  # fmt: skip
 
 
 def main() -> None:
