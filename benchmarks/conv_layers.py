@@ -32,7 +32,7 @@ import statistics
 import tempfile
 import time
 
-PASSES = ("forward", "input grad", "weight grad")
+from benchmarks.train_throughput import batch_size, child_result
 
 
 def conv_layers(model_name: str, batch: int) -> list[dict]:
@@ -83,17 +83,21 @@ def conv_layers(model_name: str, batch: int) -> list[dict]:
     return found
 
 
+def uniform_padding(layer: dict) -> int | None:
+    """The padding when it is the same on all four sides (as PyTorch's `padding=` takes it),
+    else None."""
+    (top, bottom), (left, right) = layer["padding"]
+    return top if top == bottom == left == right else None
+
+
 def layer_key(layer: dict) -> str:
     """A short readable name: input map and channels, kernel, stride (the timing key)."""
-    n, h, w, c = layer["input"]
+    _, h, w, c = layer["input"]
     kh, kw, _, cout = layer["kernel"]
     name = f"{h}x{w}x{c} -> {cout}, {kh}x{kw}/{layer['strides'][0]}"
     if layer["groups"] > 1:
         name += f", {layer['groups']} groups"
-    if (
-        layer["padding"][0] != layer["padding"][1]
-        or layer["padding"][0][0] != layer["padding"][0][1]
-    ):
+    if uniform_padding(layer) is None:
         name += f", pad {layer['padding']}"
     return name
 
@@ -152,13 +156,12 @@ def torch_passes(layer: dict):
 
     n, h, w, cin = layer["input"]
     kh, kw, cin_per_group, cout = layer["kernel"]
-    (top, bottom), (left, right) = layer["padding"]
     x = torch.randn(n, cin, h, w).contiguous(memory_format=torch.channels_last)
-    if (top, left) != (bottom, right) or top != left:
+    padding = [uniform_padding(layer)] * 2
+    if padding[0] is None:  # uneven: pad the input itself, PyTorch's padding= is per side pair
+        (top, bottom), (left, right) = layer["padding"]
         x = F.pad(x, (left, right, top, bottom)).contiguous(memory_format=torch.channels_last)
         padding = [0, 0]
-    else:
-        padding = [top, left]
     weight = 0.1 * torch.randn(cout, cin_per_group, kh, kw)
     weight = weight.contiguous(memory_format=torch.channels_last)
     stride, dilation, groups = layer["strides"], layer["rhs_dilation"], layer["groups"]
@@ -199,8 +202,6 @@ def child(framework: str, layers_file: str, repeats: int, calls: int, threads: i
 
 
 def run_child(framework: str, layers_file: str, args) -> dict:
-    from benchmarks.train_throughput import child_result
-
     return child_result(
         "benchmarks.conv_layers", framework, "--child", framework, "--layers_file", layers_file,
         "--repeats", str(args.repeats), "--calls", str(args.calls), "--threads", str(args.threads),
@@ -227,8 +228,6 @@ def main() -> None:
 
     # Traced in the parent without running anything; the children only time.
     os.environ.setdefault("JAX_PLATFORMS", "cpu")
-    from benchmarks.train_throughput import batch_size
-
     try:
         import torch
 
@@ -275,18 +274,19 @@ def main() -> None:
                 ratio = sum(median["torch"][key]) / sum(median["jaxdl"][key])
                 line += f"   {ratio:.2f}x"
             print(line)
+        totals = {}
         for framework in frameworks:
             per_key = median[framework]
             forward = sum(counts[k] * per_key[k][0] for k in distinct)
             train = sum(counts[k] * sum(per_key[k]) for k in distinct) - per_key[first][1]
-            median[framework]["totals"] = (forward, train)
+            totals[framework] = (forward, train)
             print(
                 f"{model_name} {framework} convolutions per step: train {train:.1f} ms "
                 f"(at most {batch / train * 1e3:,.0f} img/s), eval {forward:.1f} ms "
                 f"(at most {batch / forward * 1e3:,.0f} img/s)"
             )
         if "torch" in median:
-            (jf, jt), (tf, tt) = median["jaxdl"]["totals"], median["torch"]["totals"]
+            (jf, jt), (tf, tt) = totals["jaxdl"], totals["torch"]
             print(
                 f"{model_name} convolutions alone: jaxdl / torch speed {tt / jt:.2f}x train, "
                 f"{tf / jf:.2f}x eval"
