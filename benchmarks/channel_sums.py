@@ -4,7 +4,7 @@
 and the sum of squares of one f32[B, H, W, C] activation two ways, alternately in one process:
 
 * former: ones[M] @ m and diag(mᵀm) (ones @ (m * m) above 64 channels), m = x as [M, C];
-* wide (`jaxdl.nn.fast_cpu._channel_sum`): m viewed as [M / k, k * C] rows, ones @ rows, then
+* wide (`jaxdl.ops.fast_cpu._channel_sum`): m viewed as [M / k, k * C] rows, ones @ rows, then
   the k partial sums added.
 
 `--step` also compiles the ResNet-20 train step (fast layers, batch 128) with each and times
@@ -56,7 +56,7 @@ def _time_ms(fn, *args, calls: int) -> float:
 def compare_sums(repeats: int) -> None:
     import jax
 
-    from jaxdl.nn import fast_cpu
+    from jaxdl.ops import fast_cpu
 
     ways = {
         "former": jax.jit(_sums(former_channel_sum, former_channel_dot)),
@@ -79,7 +79,7 @@ def compare_sums(repeats: int) -> None:
 
 def compare_steps(repeats: int) -> None:
     from benchmarks.step_throughput import _compile
-    from jaxdl.nn import fast_cpu
+    from jaxdl.ops import fast_cpu
 
     current = (fast_cpu._channel_sum, fast_cpu._channel_dot)
     runs = {}

@@ -7,7 +7,7 @@
 much of that gap is the convolutions themselves. It traces the model (flax's plain layers, eval
 mode) to list its convolutions, then times each distinct one alone, in three passes: forward,
 input gradient and weight gradient. jaxdl's passes are `jax.jit` of the convolution the model
-runs on CPU (`jaxdl.nn.fast_cpu.conv_general_dilated`) and its VJPs; PyTorch's are
+runs on CPU (`jaxdl.ops.fast_cpu.conv_general_dilated`) and its VJPs; PyTorch's are
 `torch.nn.functional.conv2d` (channels_last, no grad) and `aten.convolution_backward` asked
 for one gradient at a time, float32, `--threads` threads.
 
@@ -43,16 +43,14 @@ def conv_layers(model_name: str, batch: int) -> list[dict]:
     import jax.numpy as jnp
 
     from jaxdl import models
-    from jaxdl.cost import variable_shapes
-    from jaxdl.nn.conv import layer_impl
+    from jaxdl.tools.cost import variable_shapes
 
-    model = models.create(model_name, num_classes=10)
+    model = models.create(model_name, num_classes=10, layers="plain")
     shape = (batch, 32, 32, 3)
     variables = variable_shapes(model, shape)
-    with layer_impl("plain"):
-        jaxpr = jax.make_jaxpr(lambda v, x: model.apply(v, x, train=False))(
-            variables, jax.ShapeDtypeStruct(shape, jnp.float32)
-        )
+    jaxpr = jax.make_jaxpr(lambda v, x: model.apply(v, x, train=False))(
+        variables, jax.ShapeDtypeStruct(shape, jnp.float32)
+    )
     found = []
 
     def walk(inner):
@@ -121,7 +119,7 @@ def jaxdl_passes(layer: dict):
     import jax
     import numpy as np
 
-    from jaxdl.nn import fast_cpu
+    from jaxdl.ops import fast_cpu
 
     def conv(x, w):
         return fast_cpu.conv_general_dilated(

@@ -83,13 +83,11 @@ def profile(model_name: str, batch_size: int, steps: int, layers: str) -> None:
     import jax
 
     from benchmarks.step_throughput import synthetic_state_and_batch
-    from jaxdl.nn.conv import layer_impl
     from jaxdl.step import train_step
 
-    state, batch = synthetic_state_and_batch(model_name, batch_size)
+    state, batch = synthetic_state_and_batch(model_name, batch_size, layers)
     step = jax.jit(functools.partial(train_step, l2_weight=5e-4), donate_argnums=0)
-    with layer_impl(layers):
-        compiled = step.lower(state, batch).compile()
+    compiled = step.lower(state, batch).compile()
     classes = classify_hlo(compiled.as_text())
     for _ in range(2):
         state, metrics = compiled(state, batch)

@@ -29,8 +29,9 @@ import time
 import jax.numpy as jnp
 import numpy as np
 
-from jaxdl import airbench, data
+from jaxdl import data
 from jaxdl.errors import ConfigError
+from jaxdl.recipes import airbench94
 
 
 def as_tensor(images: np.ndarray, mean, std):
@@ -43,11 +44,11 @@ def as_tensor(images: np.ndarray, mean, std):
 
 
 def whitening_weight(images):
-    """f32[24, 3, 2, 2]: `jaxdl.airbench.whitening_kernel` of normalised images f32[N, 3, H, W],
-    in PyTorch's [out, in, kh, kw] layout."""
+    """f32[24, 3, 2, 2]: `jaxdl.recipes.airbench94.whitening_kernel` of normalised images
+    f32[N, 3, H, W], in PyTorch's [out, in, kh, kw] layout."""
     import torch
 
-    kernel = airbench.whitening_kernel(jnp.asarray(images.permute(0, 2, 3, 1).numpy()))
+    kernel = airbench94.whitening_kernel(jnp.asarray(images.permute(0, 2, 3, 1).numpy()))
     return torch.from_numpy(np.asarray(kernel).transpose(3, 2, 0, 1).copy())
 
 
@@ -70,7 +71,7 @@ def crops(padded, size: int, generator):
 
 def lookahead(model, average: dict, decay: float) -> None:
     """Moves `average` (a state dict) to the model's floating-point state by 1 - decay and puts
-    the model there (`jaxdl.airbench.lookahead`)."""
+    the model there (`jaxdl.recipes.airbench94.lookahead`)."""
     import torch
 
     with torch.no_grad():
@@ -81,7 +82,7 @@ def lookahead(model, average: dict, decay: float) -> None:
 
 
 def tta_logits(model, images):
-    """airbench's TTA level 2 (see `jaxdl.airbench.tta_logits`)."""
+    """airbench's TTA level 2 (see `jaxdl.recipes.airbench94.tta_logits`)."""
     import torch
     import torch.nn.functional as F
 
@@ -105,7 +106,7 @@ def accuracy(model, images, labels, tta: bool) -> float:
     return hits / len(images)
 
 
-def run_seed(seed: int, train, test, recipe: airbench.Recipe, compiled: bool) -> dict:
+def run_seed(seed: int, train, test, recipe: airbench94.Recipe, compiled: bool) -> dict:
     import torch
     import torch.nn.functional as F
 
@@ -123,7 +124,7 @@ def run_seed(seed: int, train, test, recipe: airbench.Recipe, compiled: bool) ->
     forward = torch.compile(model) if compiled else model
     steps_per_epoch = len(labels) // recipe.batch_size
     total_steps = math.ceil(steps_per_epoch * recipe.epochs)
-    lr, wd = airbench.summed_loss_rates(recipe)
+    lr, wd = airbench94.summed_loss_rates(recipe)
     named = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
     is_norm = lambda name: isinstance(
         model.get_submodule(name.rsplit(".", 1)[0]), torch.nn.BatchNorm2d
@@ -139,7 +140,7 @@ def run_seed(seed: int, train, test, recipe: airbench.Recipe, compiled: bool) ->
         momentum=recipe.momentum,
         nesterov=True,
     )
-    multipliers = airbench.triangle(total_steps)
+    multipliers = airbench94.triangle(total_steps)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: multipliers[step])
     loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing, reduction="none")
 
@@ -181,7 +182,7 @@ def run_seed(seed: int, train, test, recipe: airbench.Recipe, compiled: bool) ->
             scheduler.step()
             done += 1
             if done % recipe.lookahead_every == 0:
-                lookahead(model, average, airbench.lookahead_decay(done, total_steps))
+                lookahead(model, average, airbench94.lookahead_decay(done, total_steps))
             if done >= total_steps:
                 lookahead(model, average, 1.0)  # the run ends on the average
                 break
@@ -201,8 +202,8 @@ def run_seed(seed: int, train, test, recipe: airbench.Recipe, compiled: bool) ->
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=1)
-    parser.add_argument("--epochs", type=float, default=airbench.Recipe.epochs)
-    parser.add_argument("--batch_size", type=int, default=airbench.Recipe.batch_size)
+    parser.add_argument("--epochs", type=float, default=airbench94.Recipe.epochs)
+    parser.add_argument("--batch_size", type=int, default=airbench94.Recipe.batch_size)
     parser.add_argument("--threads", type=int, default=2, help="PyTorch intra-op threads")
     parser.add_argument("--compile", action="store_true", help="torch.compile the model")
     parser.add_argument("--data_dir", default=None, help="TFDS data (default: $TFDS_DATA_DIR)")
@@ -216,7 +217,7 @@ def main() -> None:
     if args.seeds < 1:
         raise ConfigError(f"--seeds {args.seeds} must be at least 1.")
     torch.set_num_threads(args.threads)
-    recipe = airbench.Recipe(epochs=args.epochs, batch_size=args.batch_size)
+    recipe = airbench94.Recipe(epochs=args.epochs, batch_size=args.batch_size)
     train = data.load("cifar10", "train", args.data_dir, limit=args.train_limit)
     test = data.load("cifar10", "test", args.data_dir, limit=args.test_limit)
     print(

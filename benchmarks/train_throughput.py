@@ -89,13 +89,12 @@ def jaxdl_candidates(model_name: str, layers: str) -> tuple[Candidate, Candidate
     import jax
 
     from jaxdl import models
-    from jaxdl.cost import xla_flops
-    from jaxdl.nn.conv import layer_impl
     from jaxdl.optim import OptimizerConfig, create_optimizer
     from jaxdl.state import count_params, create_train_state
     from jaxdl.step import eval_step, train_step
+    from jaxdl.tools.cost import xla_flops
 
-    model = models.create(model_name, num_classes=10)
+    model = models.create(model_name, num_classes=10, layers=layers)
     config = OptimizerConfig(name="nesterov", lr=LR, momentum=MOMENTUM, schedule="constant")
     tx, _ = create_optimizer(config, 1, 1)
     state = create_train_state(model, tx, jax.random.PRNGKey(0), (1, 32, 32, 3))
@@ -106,13 +105,12 @@ def jaxdl_candidates(model_name: str, layers: str) -> tuple[Candidate, Candidate
         "label": jax.random.randint(key, (size,), 0, 10),
     }
     start = time.perf_counter()
-    with layer_impl(layers):
-        train = (
-            jax.jit(functools.partial(train_step, l2_weight=WEIGHT_DECAY), donate_argnums=0)
-            .lower(state, batch)
-            .compile()
-        )
-        evaluate = jax.jit(eval_step).lower(state, batch).compile()
+    train = (
+        jax.jit(functools.partial(train_step, l2_weight=WEIGHT_DECAY), donate_argnums=0)
+        .lower(state, batch)
+        .compile()
+    )
+    evaluate = jax.jit(eval_step).lower(state, batch).compile()
     state, _ = train(state, batch)
     jax.block_until_ready(evaluate(state, batch))
     compile_seconds = time.perf_counter() - start

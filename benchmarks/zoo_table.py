@@ -8,7 +8,8 @@ compiled inference forward pass at batch 1 (a multiply-add counts as 2).
 
 from __future__ import annotations
 
-from jaxdl import cost, models
+from jaxdl import models
+from jaxdl.tools import cost
 
 CIFAR = (1, 32, 32, 3)
 IMAGENET = (1, 224, 224, 3)

@@ -17,7 +17,6 @@ run directory.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import time
 
@@ -25,11 +24,13 @@ import jax
 import numpy as np
 
 from jaxdl import cli, data, models
-from jaxdl.diagnostics import kernel_gradient_norms
+from jaxdl.config import TrainConfig
+from jaxdl.course.diagnostics import kernel_gradient_norms
 from jaxdl.errors import NonFiniteError
 from jaxdl.loop import log
-from jaxdl.train import TrainConfig, train_and_evaluate
-from jaxdl.viz import _save, plt
+from jaxdl.plots import plt, save_figure
+from jaxdl.rundir import RunDir
+from jaxdl.train import train_and_evaluate
 
 ACTIVATIONS = ("sigmoid", "tanh", "relu", "leaky_relu", "elu", "maxout")
 INITS = ("xavier", "he")
@@ -70,7 +71,7 @@ def plot_gradient_norms(norms: dict[tuple[str, str], list[float]], path: str) ->
         ax.grid(alpha=0.3, which="both")
     axes[-1].legend(title="activation")
     fig.suptitle("Gradient norms per layer at initialisation (one batch of 256 MNIST images)")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -124,8 +125,7 @@ def main(argv: list[str] | None = None) -> dict:
     if set(norms) == {(a, i) for a in ACTIVATIONS for i in INITS}:
         plot_gradient_norms(norms, os.path.join(base.workdir, "plots", "gradient_norms.png"))
     results = {"runs": rows, "wall_seconds": time.perf_counter() - start}
-    with open(os.path.join(base.workdir, "results.json"), "w") as f:
-        json.dump(results, f, indent=2)
+    RunDir(base.workdir).write_results(results)
     log(f"wall time {results['wall_seconds']:.1f} s; run directory {os.path.abspath(base.workdir)}")
     return results
 

@@ -23,7 +23,8 @@ from __future__ import annotations
 import dataclasses
 
 from jaxdl import cli
-from jaxdl.train import TrainConfig, train_and_evaluate
+from jaxdl.config import TrainConfig
+from jaxdl.train import train_and_evaluate
 
 DEFAULTS = TrainConfig(
     dataset="cifar10",

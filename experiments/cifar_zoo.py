@@ -15,14 +15,16 @@ training time per epoch (and images/s), and writes `results.json`.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import time
 
-from jaxdl import cli, cost, models
+from jaxdl import cli, models
+from jaxdl.config import TrainConfig
 from jaxdl.errors import ConfigError, NonFiniteError
 from jaxdl.loop import log
-from jaxdl.train import TrainConfig, train_and_evaluate
+from jaxdl.rundir import RunDir
+from jaxdl.tools import cost
+from jaxdl.train import train_and_evaluate
 
 ZOO = (
     "vgg11_cifar",
@@ -109,8 +111,7 @@ def main(argv: list[str] | None = None) -> dict:
         )
     results = {"runs": rows, "wall_seconds": time.perf_counter() - start}
     os.makedirs(base.workdir, exist_ok=True)
-    with open(os.path.join(base.workdir, "results.json"), "w") as f:
-        json.dump(results, f, indent=2)
+    RunDir(base.workdir).write_results(results)
     log(f"wall time {results['wall_seconds']:.1f} s; run directory {os.path.abspath(base.workdir)}")
     return results
 

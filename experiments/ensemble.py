@@ -11,17 +11,18 @@ any classification model and dataset work (`--dataset cifar10 --model resnet20 .
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import time
 
 import numpy as np
 
 from jaxdl import cli, data
+from jaxdl.config import TrainConfig
 from jaxdl.errors import ConfigError
 from jaxdl.loop import log
-from jaxdl.train import PREDICTIONS_FILE, TrainConfig, train_and_evaluate
-from jaxdl.viz import _save, plt
+from jaxdl.plots import plt, save_figure
+from jaxdl.rundir import RunDir
+from jaxdl.train import train_and_evaluate
 
 DEFAULTS = TrainConfig(
     dataset="mnist",
@@ -59,7 +60,7 @@ def plot_ensemble(members: list[float], ensembles: list[float], path: str) -> st
     )
     ax.grid(alpha=0.3)
     ax.legend()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -79,7 +80,7 @@ def main(argv: list[str] | None = None) -> dict:
         log(f"member {member + 1}/{args.members}: seed {config.seed}")
         result = train_and_evaluate(config)
         members.append(result["test_accuracy"])
-        probabilities.append(np.load(os.path.join(config.workdir, PREDICTIONS_FILE)))
+        probabilities.append(RunDir(config.workdir).load_predictions())
     labels = data.load(base.dataset, "test", base.data_dir, limit=base.test_limit).labels
     ensembles = ensemble_accuracies(probabilities, labels)
     log(f"\n{'members':>7} {'member alone':>13} {'ensemble':>9}")
@@ -95,8 +96,7 @@ def main(argv: list[str] | None = None) -> dict:
         "ensemble_test_accuracies": ensembles,
         "wall_seconds": time.perf_counter() - start,
     }
-    with open(os.path.join(base.workdir, "results.json"), "w") as f:
-        json.dump(results, f, indent=2)
+    RunDir(base.workdir).write_results(results)
     log(f"wall time {results['wall_seconds']:.1f} s; run directory {os.path.abspath(base.workdir)}")
     return results
 

@@ -9,7 +9,8 @@ See the README for the measured test accuracy (the target is at least 99.0 %).
 from __future__ import annotations
 
 from jaxdl import cli
-from jaxdl.train import TrainConfig, train_and_evaluate
+from jaxdl.config import TrainConfig
+from jaxdl.train import train_and_evaluate
 
 DEFAULTS = TrainConfig(
     dataset="mnist",

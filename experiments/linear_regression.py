@@ -18,7 +18,6 @@ Writes `plots/normalization.png`, `plots/lr_sweep.png` and `results.json` to the
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import time
 
@@ -27,10 +26,11 @@ import numpy as np
 import optax
 
 from jaxdl import cli, models
+from jaxdl.course.fullbatch import gradient_descent, least_squares
 from jaxdl.data.tabular import load_table, standardize, train_test_split
-from jaxdl.fullbatch import gradient_descent, least_squares
 from jaxdl.losses import mean_squared_error
-from jaxdl.viz_basics import plot_loss_versus_iteration
+from jaxdl.plots.basics import plot_loss_versus_iteration
+from jaxdl.rundir import RunDir
 
 
 def mse_loss(model):
@@ -158,8 +158,7 @@ def main(argv: list[str] | None = None) -> dict:
         "sweep_final_train_mse": {k: float(v[-1]) for k, v in sweep.items()},
         "wall_seconds": time.perf_counter() - start,
     }
-    with open(os.path.join(args.workdir, "results.json"), "w") as f:
-        json.dump(results, f, indent=2)
+    RunDir(args.workdir).write_results(results)
     print(f"wall time {results['wall_seconds']:.1f} s; plots in {os.path.abspath(plots)}")
     return results
 

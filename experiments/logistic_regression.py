@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import json
 import os
 import time
 
@@ -28,10 +27,11 @@ import numpy as np
 import optax
 
 from jaxdl import cli, models
+from jaxdl.course.fullbatch import gradient_descent, polynomial_features
 from jaxdl.data.tabular import load_table, standardize, train_test_split
-from jaxdl.fullbatch import gradient_descent, polynomial_features
 from jaxdl.losses import binary_cross_entropy_with_logits
-from jaxdl.viz_basics import plot_decision_boundaries
+from jaxdl.plots.basics import plot_decision_boundaries
+from jaxdl.rundir import RunDir
 
 TWO_FEATURES = ("mean radius", "mean texture")
 
@@ -139,8 +139,7 @@ def main(argv: list[str] | None = None) -> dict:
         class_names=("outer circle", "inner circle"),
     )
     results["wall_seconds"] = time.perf_counter() - start
-    with open(os.path.join(args.workdir, "results.json"), "w") as f:
-        json.dump(results, f, indent=2)
+    RunDir(args.workdir).write_results(results)
     print(f"wall time {results['wall_seconds']:.1f} s; plots in {os.path.abspath(plots)}")
     return results
 

@@ -7,7 +7,8 @@ Defaults (two hidden layers of 1024 ReLU units, dropout 0.2, Adam with warm-up +
 from __future__ import annotations
 
 from jaxdl import cli
-from jaxdl.train import TrainConfig, train_and_evaluate
+from jaxdl.config import TrainConfig
+from jaxdl.train import train_and_evaluate
 
 DEFAULTS = TrainConfig(
     dataset="mnist",

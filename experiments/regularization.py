@@ -14,15 +14,17 @@ Prints a table of final train accuracy, test accuracy and their gap (over-fittin
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import time
 
+from jaxdl.viz import plot_curves
+
 from jaxdl import cli
+from jaxdl.config import TrainConfig
 from jaxdl.errors import ConfigError
 from jaxdl.loop import log
-from jaxdl.train import TrainConfig, train_and_evaluate
-from jaxdl.viz import plot_curves
+from jaxdl.rundir import RunDir
+from jaxdl.train import train_and_evaluate
 
 DEFAULTS = TrainConfig(
     dataset="cifar10",
@@ -77,8 +79,7 @@ def main(argv: list[str] | None = None) -> dict:
         )
         log(f"{name}: {changes or ''} {options or ''}".rstrip())
         result = train_and_evaluate(config)
-        with open(os.path.join(config.workdir, "metrics.jsonl")) as f:
-            history = [json.loads(line) for line in f if line.strip()]
+        history = RunDir(config.workdir).read_metrics()
         histories[name] = history
         best = history[result["best_epoch"] - 1] if config.early_stopping_patience else history[-1]
         rows.append(
@@ -99,8 +100,7 @@ def main(argv: list[str] | None = None) -> dict:
         )
     plot_curves(histories, os.path.join(base.workdir, "plots", "curves.png"))
     results = {"runs": rows, "wall_seconds": time.perf_counter() - start}
-    with open(os.path.join(base.workdir, "results.json"), "w") as f:
-        json.dump(results, f, indent=2)
+    RunDir(base.workdir).write_results(results)
     log(f"wall time {results['wall_seconds']:.1f} s; run directory {os.path.abspath(base.workdir)}")
     return results
 

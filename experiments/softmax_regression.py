@@ -8,7 +8,8 @@ See the README for the measured number.
 from __future__ import annotations
 
 from jaxdl import cli
-from jaxdl.train import TrainConfig, train_and_evaluate
+from jaxdl.config import TrainConfig
+from jaxdl.train import train_and_evaluate
 
 DEFAULTS = TrainConfig(
     dataset="mnist",

@@ -4,7 +4,7 @@ Models are pure Flax Linen modules, one training step is one pure jitted functio
 (`jaxdl.step.train_step`), and data comes from TFDS without TensorFlow.
 """
 
-from jaxdl.xla_flags import apply_default_flags
+from jaxdl.distributed.xla_flags import apply_default_flags
 
 # Before anything imports jax's backend: the flags only take effect when XLA starts.
 apply_default_flags()

@@ -18,13 +18,17 @@ from __future__ import annotations
 import dataclasses
 import statistics
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
+from jax.experimental import multihost_utils
 
-from jaxdl.data.device import DeviceDataset, Preprocess, train_batches
-from jaxdl.loop import evaluate
+from jaxdl.data.device import train_batches
+from jaxdl.loop import Hook, Progress, log
+from jaxdl.optim import create_optimizer
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,49 +90,131 @@ def epochs_after_replan(
 
 def calibrate(
     train_fn: Callable,
-    eval_fn: Callable,
-    state,
-    train_data: DeviceDataset,
-    val_data: DeviceDataset | None,
-    preprocess: Preprocess,
-    batch_size: int,
-    eval_batch_size: int,
-    key: jax.Array,
+    evaluate: Callable[[Any], Any] | None,
+    state: Any,
+    batches: Callable[[int], Iterable[Any]],
     warmup_steps: int = 10,
     chunks: int = 4,
     chunk_steps: int = 10,
 ) -> Timing:
     """Times `train_fn` on real batches (after one compiling step and `warmup_steps` untimed
     ones, which run slower here; then `chunks` chunks of `chunk_steps` steps each, blocking on
-    the result) and `eval_fn` over `val_data` (after one compiling pass). Works on a copy of
-    `state` (the train step donates its input), so the caller's state is untouched; the batches
-    come from `key`, which the caller should not reuse for training so that calibration leaves
-    the run's data order unchanged."""
+    the result) and `evaluate(state)`, one validation pass (after one compiling pass).
+    `batches(i)` yields the i-th pass over the training data; the caller draws them from a key
+    it does not train with, so calibration leaves the run's data order unchanged. Works on a
+    copy of `state` (the train step donates its input), so the caller's state is untouched."""
     start = time.perf_counter()
     state = jax.tree.map(jnp.copy, state)
-    batches = _endless_batches(train_data, key, batch_size, preprocess)
+    stream = _endless(batches)
     for _ in range(1 + warmup_steps):  # the first one compiles
-        state, _ = train_fn(state, next(batches))
+        state, _ = train_fn(state, next(stream))
     jax.block_until_ready(state)
     chunk_seconds = []
     for _ in range(chunks):
         chunk_start = time.perf_counter()
         for _ in range(chunk_steps):
-            state, _ = train_fn(state, next(batches))
+            state, _ = train_fn(state, next(stream))
         jax.block_until_ready(state)
         chunk_seconds.append((time.perf_counter() - chunk_start) / chunk_steps)
     eval_seconds = 0.0
-    if val_data is not None and len(val_data):
-        # (evaluate reads the totals back to the host, so it has finished when it returns)
-        evaluate(eval_fn, state, val_data, eval_batch_size, preprocess)  # compiles
+    if evaluate is not None:
+        jax.block_until_ready(evaluate(state))  # compiles
         eval_start = time.perf_counter()
-        evaluate(eval_fn, state, val_data, eval_batch_size, preprocess)
+        jax.block_until_ready(evaluate(state))
         eval_seconds = time.perf_counter() - eval_start
     return Timing(statistics.median(chunk_seconds), eval_seconds, time.perf_counter() - start)
 
 
-def _endless_batches(data: DeviceDataset, key: jax.Array, batch_size: int, preprocess):
-    epoch = 0
+def _endless(batches: Callable[[int], Iterable[Any]]):
+    index = 0
     while True:
-        yield from train_batches(data, jax.random.fold_in(key, epoch), batch_size, preprocess)
-        epoch += 1
+        yield from batches(index)
+        index += 1
+
+
+def process_zeros_count(epochs: int) -> int:
+    """`epochs` as process 0 chose it: every process of a multi-process run must run the same
+    schedule, and each timed its own steps."""
+    if jax.process_count() > 1:
+        epochs = int(multihost_utils.broadcast_one_to_all(np.int32(epochs)))
+    return epochs
+
+
+def planned_epochs(run, evaluators: Sequence[Callable]) -> int:
+    """How many epochs of `run` (a `jaxdl.build.Run`; at most its `config.epochs`) fit in
+    `config.time_budget_minutes` of training on this machine, from `calibrate`'s timing of the
+    run's own steps and validation."""
+    config = run.config
+    calibration_key = jax.random.fold_in(run.data_key, 2**31 - 1)  # epochs use 1..N
+    batches = lambda index: train_batches(
+        run.train_data,
+        jax.random.fold_in(calibration_key, index),
+        config.batch_size,
+        run.preprocess,
+    )
+    evaluate = None
+    if evaluators:
+        evaluate = lambda state: [evaluator(state) for evaluator in evaluators]
+    timing = calibrate(run.runner.train, evaluate, run.runner.put_state(run.state), batches)
+    epochs = process_zeros_count(
+        epochs_within_budget(
+            60 * config.time_budget_minutes,
+            timing.step_seconds,
+            run.steps,
+            timing.eval_seconds,
+            config.epochs,
+        )
+    )
+    seconds = epoch_seconds(timing.step_seconds, run.steps, timing.eval_seconds)
+    cap = " (the --epochs cap)" if epochs == config.epochs else ""
+    log(
+        f"time budget {config.time_budget_minutes:g} min: train step "
+        f"{config.batch_size / timing.step_seconds:,.0f} img/s, validation "
+        f"{timing.eval_seconds:.1f} s, so ~{seconds:.0f} s per epoch: {epochs} epochs{cap} "
+        f"(calibration took {timing.total_seconds:.1f} s)"
+    )
+    return epochs
+
+
+class Replan(Hook):
+    """After epoch `at_epoch`, re-plans the run's epoch count from how long its epochs took
+    (`epochs_after_replan`, at most `max_epochs`) and lays the schedule over the new count: the
+    same optimizer state under a new `tx` (a static field of the state, so the loop compiles
+    the step again). `on_change(epochs)` records a changed plan (the run's config)."""
+
+    def __init__(
+        self,
+        at_epoch: int,
+        budget_seconds: float,
+        max_epochs: int,
+        optimizer_config,
+        steps_per_epoch: int,
+        on_change: Callable[[int], None],
+    ):
+        self.at_epoch, self.budget_seconds, self.max_epochs = at_epoch, budget_seconds, max_epochs
+        self.optimizer_config, self.steps_per_epoch = optimizer_config, steps_per_epoch
+        self.on_change = on_change
+
+    def after_epoch(self, progress: Progress) -> Progress:
+        if progress.epoch != self.at_epoch:
+            return progress
+        seconds = [r["epoch_seconds"] + r.get("val_seconds", 0.0) for r in progress.history]
+        epochs = process_zeros_count(
+            epochs_after_replan(self.budget_seconds, seconds, self.max_epochs)
+        )
+        left = self.budget_seconds - sum(seconds)
+        log(
+            f"time budget: epochs 1-{len(progress.history)} took {sum(seconds):.0f} s "
+            f"(~{float(np.median(seconds)):.0f} s each), {max(left, 0) / 60:.1f} min left: "
+            f"{epochs} epochs in all (planned {progress.epochs})"
+        )
+        if epochs == progress.epochs:
+            return progress
+        self.on_change(epochs)
+        tx, learning_rate_fn = create_optimizer(self.optimizer_config, self.steps_per_epoch, epochs)
+        return dataclasses.replace(
+            progress,
+            epochs=epochs,
+            state=progress.state.replace(tx=tx),
+            learning_rate_fn=learning_rate_fn,
+        )

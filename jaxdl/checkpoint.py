@@ -1,6 +1,6 @@
-"""Checkpoints with Orbax: the last K by step and the best by validation accuracy, each written
-atomically (Orbax writes into a temporary directory and renames it on commit, so a run killed
-mid-write leaves the previous checkpoints intact).
+"""Checkpoints with Orbax: the last K by step and the best by the run's selection metric, each
+written atomically (Orbax writes into a temporary directory and renames it on commit, so a run
+killed mid-write leaves the previous checkpoints intact).
 
 A checkpoint holds the whole `TrainState` as arrays (step, params, batch_stats, opt_state, rng)
 plus a JSON `meta` item: the data position (`epoch`, `index` of the next batch in that epoch's
@@ -49,7 +49,7 @@ def _state_dict(state: TrainState) -> dict[str, Any]:
 class Checkpointer:
     """Saves and restores a run's checkpoints under `directory` (see the module docstring)."""
 
-    def __init__(self, directory: str, keep: int = 3):
+    def __init__(self, directory: str, keep: int = 3, best_mode: str = "max"):
         self.directory = os.path.abspath(directory)
         process = jax.process_index()
         self.writer = process == 0
@@ -72,17 +72,18 @@ class Checkpointer:
             os.path.join(self.directory, "best"),
             options=ocp.CheckpointManagerOptions(
                 max_to_keep=1,
-                best_fn=lambda metrics: metrics["val_accuracy"],
-                best_mode="max",
+                best_fn=lambda metrics: metrics["score"],
+                best_mode=best_mode,
                 keep_checkpoints_without_metrics=False,
                 **common,
             ),
             item_names=("state", "meta"),
         )
 
-    def save(self, state: TrainState, meta: dict[str, Any], val_accuracy: float | None = None):
-        """Writes `state` and `meta` at `state.step` to latest/, and to best/ when
-        `val_accuracy` is given and beats the best so far (process 0 only)."""
+    def save(self, state: TrainState, meta: dict[str, Any], score: float | None = None):
+        """Writes `state` and `meta` at `state.step` to latest/, and to best/ when `score` (the
+        run's selection metric) is given and beats the best so far, in the `best_mode`
+        direction (process 0 only)."""
         if not self.writer:
             return
         step = int(jax.device_get(state.step))
@@ -96,8 +97,8 @@ class Checkpointer:
         if step in self._latest.all_steps():
             self._latest.delete(step)
         self._latest.save(step, args=args, force=True)
-        if val_accuracy is not None and step not in self._best.all_steps():
-            self._best.save(step, args=args, metrics={"val_accuracy": val_accuracy}, force=True)
+        if score is not None and step not in self._best.all_steps():
+            self._best.save(step, args=args, metrics={"score": score}, force=True)
 
     def restore_latest(
         self, target: TrainState, model_name: str, log=print

@@ -1,8 +1,10 @@
 """The option vocabulary every experiment shares, and the error handling of every command.
 
-Experiments build their parser with `parser(defaults)`, so the same option means the same thing
-everywhere (--dataset, --data_dir, --model, --epochs, --batch_size, --lr, --optimizer,
---schedule, --weight_decay, --seed, --workdir, ...), and `--help` prints every default.
+Experiments build their parser with `parser(description, defaults, exclude)`, so the same option
+means the same thing everywhere (--dataset, --data_dir, --model, --epochs, --batch_size, --lr,
+--optimizer, --schedule, --weight_decay, --seed, --workdir, ...); an experiment leaves out
+(`exclude`) every option it cannot honour, so each option it offers acts. `--help` prints every
+default.
 """
 
 from __future__ import annotations
@@ -11,14 +13,15 @@ import argparse
 import dataclasses
 import sys
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 
-from jaxdl.distributed import exit_process, in_multiprocess_run, initialize_from_env
+from jaxdl.config import DTYPES, TrainConfig
+from jaxdl.distributed.setup import exit_process, in_multiprocess_run, initialize_from_env
 from jaxdl.errors import ConfigError
 from jaxdl.nn.conv import LAYER_IMPLS
 from jaxdl.optim import OPTIMIZERS, SCHEDULES, WEIGHT_DECAY_MODES
 from jaxdl.parallel import MODES
-from jaxdl.train import DTYPES, PREDICTIONS_FILE, TrainConfig
+from jaxdl.rundir import PREDICTIONS
 
 _HELP = {
     "dataset": "TFDS dataset name",
@@ -35,8 +38,8 @@ _HELP = {
     "warmup_epochs": "linear warm-up length for warmup_cosine",
     "momentum": "momentum for momentum / nesterov",
     "weight_decay": "weight decay coefficient (kernels only)",
-    "weight_decay_mode": "l2 (in the loss) or decoupled (AdamW-style); default: decoupled for "
-    "adamw, l2 otherwise",
+    "weight_decay_mode": "l2 (in the loss) or decoupled (AdamW-style) (default: decoupled for "
+    "adamw, l2 otherwise)",
     "label_smoothing": "label smoothing for the cross-entropy",
     "val_size": "validation examples carved from the training split",
     "crop_padding": "random-crop padding in pixels (0: no crop)",
@@ -51,7 +54,8 @@ _HELP = {
     "the same cores, so splitting only adds overhead",
     "dtype": "computation dtype",
     "layers": "convolution / BatchNorm implementation (jaxdl.nn.conv): fast is written for "
-    "XLA:CPU, plain is flax's; auto: fast on CPU for float32, plain elsewhere",
+    "XLA:CPU, plain is flax's; auto: fast on CPU for float32, plain elsewhere (default: "
+    "$JAXDL_LAYERS, else auto)",
     "seed": "random seed (initialisation, split, shuffling, augmentation, dropout)",
     "workdir": "run directory for config, metrics, checkpoints and results; an existing one "
     "is resumed from its latest checkpoint",
@@ -60,7 +64,7 @@ _HELP = {
     "keep_checkpoints": "how many latest checkpoints to keep (the best one is kept apart)",
     "train_limit": "use only the first N training examples (quick runs)",
     "test_limit": "use only the first N test examples (quick runs)",
-    "save_predictions": f"write the test split's class probabilities to {PREDICTIONS_FILE}",
+    "save_predictions": f"write the test split's class probabilities to {PREDICTIONS}",
     "quiet": "no progress bar; one line per epoch",
 }
 _CHOICES = {
@@ -73,13 +77,27 @@ _CHOICES = {
 }
 
 
-def parser(description: str, defaults: TrainConfig) -> argparse.ArgumentParser:
-    """An argument parser with one option per `TrainConfig` field, defaulting to `defaults`."""
-    result = argparse.ArgumentParser(
-        description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter
-    )
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Adds "(default: X)" to an option's help unless the help already says its default."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        if "(default:" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
+
+
+def parser(
+    description: str, defaults: TrainConfig, exclude: Collection[str] = ()
+) -> argparse.ArgumentParser:
+    """An argument parser with one option per `TrainConfig` field, defaulting to `defaults`,
+    except the fields in `exclude` (options the experiment cannot honour: they keep
+    `defaults`' value)."""
+    unknown = set(exclude) - set(_HELP)
+    if unknown:
+        raise ValueError(f"cannot exclude unknown options {sorted(unknown)}")
+    result = argparse.ArgumentParser(description=description, formatter_class=HelpFormatter)
     for field in dataclasses.fields(TrainConfig):
-        if field.name not in _HELP:
+        if field.name not in _HELP or field.name in exclude:
             continue
         default = getattr(defaults, field.name)
         kwargs = {"default": default, "help": _HELP[field.name]}
@@ -94,7 +112,7 @@ def parser(description: str, defaults: TrainConfig) -> argparse.ArgumentParser:
 
 
 def _type_of(name: str, default) -> Callable:
-    if name in ("data_dir", "weight_decay_mode"):
+    if name in ("data_dir", "weight_decay_mode", "layers"):
         return str
     if name in ("early_stopping_patience", "train_limit", "test_limit"):
         return int
@@ -113,8 +131,8 @@ def config_from_args(args: argparse.Namespace, defaults: TrainConfig, **override
 
 def run(main: Callable[[], object]) -> None:
     """Runs a command's `main`; a `ConfigError` ends it with one line on stderr and exit code 2,
-    no traceback. Joins a multi-process run first when `jaxdl.launch` started this one; there,
-    any failure ends the process at once, so the launcher can stop the others."""
+    no traceback. Joins a multi-process run first when `jaxdl.distributed.launch` started this
+    one; there, any failure ends the process at once, so the launcher can stop the others."""
     try:
         initialize_from_env()
         main()

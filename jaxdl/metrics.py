@@ -1,4 +1,5 @@
-"""Metrics: accuracy, confusion matrix, and turning per-batch results into epoch means."""
+"""Metrics: confusion matrix, intersection-over-union, and per-batch results turned into epoch
+means."""
 
 from __future__ import annotations
 
@@ -7,11 +8,6 @@ from collections.abc import Iterable
 import jax
 import jax.numpy as jnp
 import numpy as np
-
-
-def accuracy(logits: jax.Array, labels: jax.Array) -> jax.Array:
-    """Fraction of rows of logits f32[B, K] whose argmax equals labels i32[B]."""
-    return jnp.mean(jnp.argmax(logits, -1) == labels)
 
 
 def confusion_matrix(predictions: np.ndarray, labels: np.ndarray, num_classes: int) -> np.ndarray:

@@ -9,8 +9,9 @@
   split along it with a `NamedSharding`, the state replicated, and the step jitted once with
   those in/out shardings. XLA inserts the cross-device reductions itself (BatchNorm statistics
   over the global batch included). This is what current JAX recommends for new code, and the
-  mode that spans several processes (`jaxdl.launch`, `jaxdl.distributed`): the mesh holds every
-  process's devices, and each process places only its own devices' rows of the global batch.
+  mode that spans several processes (`jaxdl.distributed.launch`, `jaxdl.distributed.setup`):
+  the mesh holds every process's devices, and each process places only its own devices' rows
+  of the global batch.
 
 All three give the same new parameters for the same global batch, within float tolerance
 (`tests/test_parallel.py`). Checkpoints, logging and plots always see a single-device copy of
@@ -31,6 +32,7 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from jaxdl.errors import ConfigError
+from jaxdl.models.registry import has_field
 from jaxdl.state import TrainState
 from jaxdl.step import classification, eval_step, train_step
 
@@ -51,7 +53,7 @@ def check_divisible(batch_size: int, devices: int, what: str = "batch size") -> 
 
 def model_for_mode(model: nn.Module, mode: str) -> nn.Module:
     """Under pmap, BatchNorm must average its statistics over the pmap axis."""
-    if mode == "pmap" and "axis_name" in {f.name for f in dataclasses.fields(model)}:
+    if mode == "pmap" and has_field(model, "axis_name"):
         return model.clone(axis_name=PMAP_AXIS)
     return model
 
@@ -72,7 +74,6 @@ class Runner:
     evaluate_flip: Callable
     put_state: Callable[[TrainState], Any]
     local_state: Callable[[Any], TrainState]
-    put_batch: Callable[[dict], dict]
 
     @property
     def device_count(self) -> int:
@@ -114,7 +115,6 @@ def create_runner(
             evaluate_flip,
             lambda s: jax.device_put(s, devices[0]),
             lambda s: s,
-            lambda b: b,
         )
     if mode == "pmap":
         return _pmap_runner(devices, step_options)
@@ -173,7 +173,6 @@ def _pmap_runner(devices: list, step_options: dict) -> Runner:
         evaluator(evaluate_flip),
         put_state=lambda s: replicate(s, devices),
         local_state=lambda s: jax.tree.map(lambda x: x[0], s),
-        put_batch=lambda b: b,
     )
 
 
@@ -228,5 +227,4 @@ def _sharded_runner(devices: list, step_options: dict) -> Runner:
         evaluate_flip=lambda state, batch: evaluate_flip(state, put_batch(batch)),
         put_state=lambda s: to_global(s, replicated),
         local_state=first_local_copy,
-        put_batch=put_batch,
     )

@@ -12,7 +12,7 @@ the objective) are keyword arguments, bound with `functools.partial` before `jax
 The objective turns logits and labels into per-example losses and hits. The default,
 `classification`, is softmax cross-entropy and argmax accuracy over the last axis, so it also
 serves per-pixel labels i32[B, H, W] with logits f32[B, H, W, K] (segmentation); other tasks
-(several heads: `jaxdl.multitask`) bring their own with the same signature.
+(several heads: `jaxdl.tasks.multihead`) bring their own with the same signature.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """A few training steps of a tiny conv net with BatchNorm, for tests/test_multiprocess.py.
 
     python -m tests.multiprocess_worker OUT.npz [--parallel single|sharded] [--steps 3]
-    python -m jaxdl.launch --processes 2 --cpu_devices 2 -- \
+    python -m jaxdl.distributed.launch --processes 2 --cpu_devices 2 -- \
         python -m tests.multiprocess_worker OUT.npz
 
 Every process builds the same initial state and the same global batches (seeded NumPy), so a
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import argparse
 
-from jaxdl.distributed import initialize_from_env, is_main_process
+from jaxdl.distributed.setup import initialize_from_env, is_main_process
 
 
 def main() -> None:

@@ -1,4 +1,5 @@
-"""The airbench94 recipe's pure pieces (jaxdl.airbench) and a tiny speedrun on real CIFAR-10."""
+"""The airbench94 recipe's pure pieces (jaxdl.recipes.airbench94) and a tiny speedrun on real
+CIFAR-10."""
 
 import jax
 import jax.numpy as jnp
@@ -8,8 +9,9 @@ import pytest
 from flax import traverse_util
 
 from experiments import cifar_speedrun
-from jaxdl import airbench, models
+from jaxdl import models
 from jaxdl.errors import ConfigError
+from jaxdl.recipes import airbench94
 from jaxdl.state import create_train_state
 
 
@@ -17,7 +19,7 @@ def test_whitening_kernel_whitens_patches():
     key = jax.random.PRNGKey(0)
     mixing = jax.random.normal(key, (3, 3)) + 2 * jnp.eye(3)  # correlated colour channels
     images = jax.random.normal(jax.random.PRNGKey(1), (64, 8, 8, 3)) @ mixing
-    kernel = airbench.whitening_kernel(images, kernel_size=2, eps=1e-8)
+    kernel = airbench94.whitening_kernel(images, kernel_size=2, eps=1e-8)
     assert kernel.shape == (2, 2, 3, 24)
     np.testing.assert_allclose(kernel[..., 12:], -kernel[..., :12])
     out = jax.lax.conv_general_dilated(
@@ -28,7 +30,7 @@ def test_whitening_kernel_whitens_patches():
 
 
 def test_triangle_schedule():
-    rates = airbench.triangle(100)
+    rates = airbench94.triangle(100)
     assert rates.shape == (101,)
     np.testing.assert_allclose([rates[0], rates[23], rates[100]], [0.2, 1.0, 0.07])
     assert np.argmax(rates) == 23
@@ -37,7 +39,7 @@ def test_triangle_schedule():
 def test_param_groups_and_frozen_layers():
     model = models.create("airbench94")
     params = model.init(jax.random.PRNGKey(0), jnp.zeros((1, 32, 32, 3)))["params"]
-    labels = traverse_util.flatten_dict(airbench.param_labels(params))
+    labels = traverse_util.flatten_dict(airbench94.param_labels(params))
     sizes = traverse_util.flatten_dict(jax.tree.map(np.size, params))
     total = {}
     for path, label in labels.items():
@@ -45,8 +47,8 @@ def test_param_groups_and_frozen_layers():
     assert sum(total.values()) == 1_972_792
     assert total == {"frozen": 288 + 1152, "whiten_bias": 24, "norm_bias": 1152, "other": 1_970_176}
 
-    recipe = airbench.Recipe()
-    tx = airbench.optimizer(recipe, steps_per_epoch=2, total_steps=10)
+    recipe = airbench94.Recipe()
+    tx = airbench94.optimizer(recipe, steps_per_epoch=2, total_steps=10)
     grads = jax.tree.map(jnp.ones_like, params)
     state = tx.init(params)
     moved = []
@@ -63,29 +65,29 @@ def test_lookahead_moves_state_and_average():
     model = models.create("airbench94")
     state = create_train_state(model, optax.sgd(0.1), jax.random.PRNGKey(0), (1, 32, 32, 3))
     average = jax.tree.map(jnp.zeros_like, (state.params, state.batch_stats))
-    new_state, new_average = airbench.lookahead(state, average, 0.25)
+    new_state, new_average = airbench94.lookahead(state, average, 0.25)
     kernel = state.params["Dense_0"]["kernel"]
     np.testing.assert_allclose(new_average[0]["Dense_0"]["kernel"], 0.75 * kernel, rtol=1e-6)
     np.testing.assert_allclose(new_state.params["Dense_0"]["kernel"], 0.75 * kernel, rtol=1e-6)
-    assert airbench.lookahead_decay(10, 10) == pytest.approx(0.95**5)
+    assert airbench94.lookahead_decay(10, 10) == pytest.approx(0.95**5)
 
 
 def test_epoch_images_translate_and_alternate_flips():
     images = jax.random.normal(jax.random.PRNGKey(0), (4, 8, 8, 3))
-    padded = airbench.prepare_train_images(jax.random.PRNGKey(1), images, translate=0)
-    even = airbench.epoch_images(jax.random.PRNGKey(2), padded, 0, translate=0)
-    odd = airbench.epoch_images(jax.random.PRNGKey(3), padded, 1, translate=0)
+    padded = airbench94.prepare_train_images(jax.random.PRNGKey(1), images, translate=0)
+    even = airbench94.epoch_images(jax.random.PRNGKey(2), padded, 0, translate=0)
+    odd = airbench94.epoch_images(jax.random.PRNGKey(3), padded, 1, translate=0)
     np.testing.assert_allclose(odd, even[:, :, ::-1, :])  # every image the other way round
-    padded = airbench.prepare_train_images(jax.random.PRNGKey(1), images, translate=2)
+    padded = airbench94.prepare_train_images(jax.random.PRNGKey(1), images, translate=2)
     assert padded.shape == (4, 12, 12, 3)
-    shifted = airbench.epoch_images(jax.random.PRNGKey(2), padded, 0, translate=2)
+    shifted = airbench94.epoch_images(jax.random.PRNGKey(2), padded, 0, translate=2)
     assert shifted.shape == (4, 8, 8, 3)
 
 
 def test_tta_of_a_flip_and_shift_blind_model_is_the_plain_prediction():
     images = jnp.ones((2, 8, 8, 3)) * jnp.arange(2.0)[:, None, None, None]
     predict = lambda x: jnp.stack([x.mean((1, 2, 3)), -x.mean((1, 2, 3))], -1)
-    np.testing.assert_allclose(airbench.tta_logits(predict, images), predict(images), rtol=1e-6)
+    np.testing.assert_allclose(airbench94.tta_logits(predict, images), predict(images), rtol=1e-6)
 
 
 def test_frozen_whitening_zeroes_only_the_whitening_gradients():

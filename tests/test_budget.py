@@ -9,12 +9,15 @@ import jax
 import numpy as np
 import pytest
 
+from jaxdl import budget as budget_lib
 from jaxdl import data as data_lib
 from jaxdl import parallel
-from jaxdl import train as train_lib
 from jaxdl.budget import Timing, calibrate, epochs_after_replan, epochs_within_budget, replan_epoch
+from jaxdl.build import initial_state
+from jaxdl.config import TrainConfig
 from jaxdl.errors import ConfigError
-from jaxdl.train import TrainConfig, initial_state, train_and_evaluate
+from jaxdl.tasks.classification import evaluate
+from jaxdl.train import train_and_evaluate
 
 
 def test_epochs_within_budget_counts_whole_epochs():
@@ -58,9 +61,14 @@ def test_calibrate_times_real_steps_and_leaves_the_state_alone(mnist_setup):
     before = jax.tree.map(np.asarray, state.params)
     runner = parallel.create_runner("single")
     timing = calibrate(
-        runner.train, runner.evaluate, state, train, val, preprocess, 50, 1000, key,
-        warmup_steps=2, chunks=3, chunk_steps=4,
-    )  # fmt: skip
+        runner.train,
+        lambda state: evaluate(runner.evaluate, state, val, 1000, preprocess),
+        state,
+        lambda index: data_lib.train_batches(train, jax.random.fold_in(key, index), 50, preprocess),
+        warmup_steps=2,
+        chunks=3,
+        chunk_steps=4,
+    )
     assert 0 < timing.step_seconds < 5 and 0 < timing.eval_seconds < 5
     # 1 + 2 + 3 x 4 steps and two validation passes happened inside the total
     assert timing.total_seconds > 12 * timing.step_seconds + timing.eval_seconds
@@ -113,7 +121,7 @@ def test_budgeted_run_replans_from_its_own_epochs(tmp_path, data_dir, capsys, mo
     steps = 1000 // BUDGETED.batch_size  # 1,100 images less the 100 of validation, batch 50
     budget_seconds = 60.0  # time_budget_minutes=1.0
     slow = Timing(step_seconds=budget_seconds / (6.5 * steps), eval_seconds=0.0, total_seconds=0.1)
-    monkeypatch.setattr(train_lib, "calibrate", lambda *args, **kwargs: slow)
+    monkeypatch.setattr(budget_lib, "calibrate", lambda *args, **kwargs: slow)
     workdir = str(tmp_path / "run")
     config = dataclasses.replace(
         BUDGETED, workdir=workdir, time_budget_minutes=1.0, epochs=9, val_size=100

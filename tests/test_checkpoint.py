@@ -13,10 +13,11 @@ import pytest
 
 from jaxdl import models
 from jaxdl.checkpoint import Checkpointer
+from jaxdl.config import TrainConfig
 from jaxdl.errors import ConfigError
 from jaxdl.optim import create_optimizer
 from jaxdl.state import create_train_state
-from jaxdl.train import TrainConfig, train_and_evaluate
+from jaxdl.train import train_and_evaluate
 
 TINY = TrainConfig(
     dataset="mnist",

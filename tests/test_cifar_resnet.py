@@ -9,7 +9,7 @@ import pytest
 
 from experiments import cifar_resnet
 from jaxdl import plots
-from jaxdl.report import PLOT_FILES
+from jaxdl.plots.run import PLOT_FILES
 
 
 @pytest.fixture(scope="module")

@@ -23,16 +23,16 @@ from experiments import (
     softmax_regression,
 )
 from jaxdl import models
+from jaxdl.course.diagnostics import kernel_gradient_norms
+from jaxdl.course.fullbatch import gradient_descent, least_squares, polynomial_features
 from jaxdl.data.compose import compose_digits
 from jaxdl.data.tabular import load_table, standardize, train_test_split
-from jaxdl.diagnostics import kernel_gradient_norms
 from jaxdl.errors import ConfigError, NonFiniteError
-from jaxdl.fullbatch import gradient_descent, least_squares, polynomial_features
 from jaxdl.losses import softmax_cross_entropy
 from jaxdl.metrics import intersection_over_union
-from jaxdl.multitask import CIFAR10_VEHICLE, MultiHead
 from jaxdl.state import create_train_state
 from jaxdl.step import eval_step
+from jaxdl.tasks.multihead import CIFAR10_VEHICLE, MultiHead
 from tests.test_cifar_resnet import assert_real_png
 
 TINY_CIFAR = ["--train_limit", "600", "--test_limit", "300", "--epochs", "1", "--batch_size", "64"]

@@ -1,4 +1,4 @@
-"""The XLA:CPU layers (jaxdl.nn.fast_cpu) equal the plain ones in values and gradients."""
+"""The XLA:CPU layers (jaxdl.ops.fast_cpu) equal the plain ones in values and gradients."""
 
 from __future__ import annotations
 
@@ -15,9 +15,9 @@ from jax import lax
 
 from jaxdl import models
 from jaxdl.errors import ConfigError
-from jaxdl.nn import fast_cpu
-from jaxdl.nn.conv import BatchNorm, Conv, ConvBN, layer_impl, use_fast_path
+from jaxdl.nn.conv import BatchNorm, Conv, ConvBN, check_layer_impl, use_fast_path
 from jaxdl.nn.pool import max_pool
+from jaxdl.ops import fast_cpu
 from jaxdl.state import create_train_state
 from jaxdl.step import train_step
 
@@ -102,12 +102,14 @@ def test_opaque_is_the_identity_under_jit_and_grad():
 class TinyConvNet(nn.Module):
     """ConvBN at 32 and 96 channels (both BatchNorm summing paths), a stride-2 conv, a head."""
 
+    layers: str = "auto"
+
     @nn.compact
     def __call__(self, x, train: bool = False):
-        x = ConvBN(32)(x, train)
-        x = ConvBN(96, strides=2)(x, train)
-        x = Conv(16, 1)(x)
-        x = nn.relu(BatchNorm()(x, train))
+        x = ConvBN(32, layers=self.layers)(x, train)
+        x = ConvBN(96, strides=2, layers=self.layers)(x, train)
+        x = Conv(16, 1, layers=self.layers)(x)
+        x = nn.relu(BatchNorm(layers=self.layers)(x, train))
         return nn.Dense(10)(jnp.mean(x, axis=(1, 2)))
 
 
@@ -122,15 +124,15 @@ def tiny_batch():
 def one_step(model, impl, batch):
     """(params before, state after one step, metrics, eval logits after) with layers `impl`."""
     tx = optax.sgd(0.1, momentum=0.9, nesterov=True)
+    model = model.clone(layers=impl)
     state = create_train_state(model, tx, jax.random.PRNGKey(0), (1, *batch["image"].shape[1:]))
-    with layer_impl(impl):
-        step = jax.jit(functools.partial(train_step, l2_weight=5e-4))
-        new_state, metrics = step(state, batch)
-        logits = jax.jit(
-            lambda s: s.apply_fn(
-                {"params": s.params, "batch_stats": s.batch_stats}, batch["image"], train=False
-            )
-        )(new_state)
+    step = jax.jit(functools.partial(train_step, l2_weight=5e-4))
+    new_state, metrics = step(state, batch)
+    logits = jax.jit(
+        lambda s: s.apply_fn(
+            {"params": s.params, "batch_stats": s.batch_stats}, batch["image"], train=False
+        )
+    )(new_state)
     return state.params, new_state, metrics, logits
 
 
@@ -164,20 +166,16 @@ def test_train_step_fast_equals_plain(model_name):
 
 def test_auto_chooses_fast_only_for_float32_on_cpu_without_cross_device_stats():
     assert jax.default_backend() == "cpu"
-    with layer_impl("auto"):
-        assert use_fast_path(jnp.float32)
-        assert not use_fast_path(jnp.bfloat16)
-        assert not use_fast_path(jnp.float32, cross_device=True)
-    with layer_impl("plain"):
-        assert not use_fast_path(jnp.float32)
-    with layer_impl("fast"):
-        assert use_fast_path(jnp.bfloat16)
+    assert use_fast_path("auto", jnp.float32)
+    assert not use_fast_path("auto", jnp.bfloat16)
+    assert not use_fast_path("auto", jnp.float32, cross_device=True)
+    assert not use_fast_path("plain", jnp.float32)
+    assert use_fast_path("fast", jnp.bfloat16)
 
 
 def test_unknown_layer_impl_is_one_sentence():
     with pytest.raises(ConfigError, match="unknown layer implementation 'quick'; choose one of"):
-        with layer_impl("quick"):
-            pass
+        check_layer_impl("quick")
 
 
 @pytest.mark.parametrize(
@@ -192,9 +190,8 @@ def test_max_pool_by_slices_equals_reduce_window(window, stride, padding, ceil_m
     )
 
     def run(impl):
-        with layer_impl(impl):
-            f = lambda x: jnp.sum(max_pool(x, window, stride, padding, ceil_mode) * weights)
-            return jax.jit(f)(x), jax.jit(jax.grad(f))(x)
+        f = lambda x: jnp.sum(max_pool(x, window, stride, padding, ceil_mode, impl) * weights)
+        return jax.jit(f)(x), jax.jit(jax.grad(f))(x)
 
     (value, grad), (plain_value, plain_grad) = run("fast"), run("plain")
     np.testing.assert_allclose(value, plain_value, rtol=1e-6)
@@ -220,8 +217,7 @@ def test_conv_on_maps_smaller_than_the_kernel_equals_lax_conv(size, padding):
 def test_tiled_max_pool_gradient_goes_to_the_first_maximum_of_each_tile():
     x = jnp.array([[1.0, 3.0, 2.0, 2.0, 7.0], [3.0, 0.0, 2.0, 2.0, 7.0], [7.0] * 5])
     x = x[None, :, :, None]  # 3 x 5: the last row and column fall outside every 2 x 2 tile
-    with layer_impl("fast"):
-        value, grad = jax.value_and_grad(lambda x: jnp.sum(max_pool(x, 2, 2)))(x)
+    value, grad = jax.value_and_grad(lambda x: jnp.sum(max_pool(x, 2, 2, layers="fast")))(x)
     assert value == 5.0
     expected = np.zeros((3, 5))
     expected[0, 1] = expected[0, 2] = 1.0  # ties: the first in row-major order takes it all
@@ -232,7 +228,7 @@ def test_airbench_gradients_are_finite_at_every_xla_optimisation_level():
     # This module runs at --xla_backend_optimization_level=0 (conftest), where XLA computed the
     # GELU before each max-pool twice with different rounding: JAX's max gradient divided by a
     # count of 0 and every gradient below the pool was NaN. The fast path's pool compares nothing.
-    model = models.create("airbench94", widths=(16,))
+    model = models.create("airbench94", widths=(16,), layers="fast")
     x = jax.random.normal(jax.random.PRNGKey(0), (8, 32, 32, 3))
     variables = model.init(jax.random.PRNGKey(0), x)
 
@@ -243,8 +239,7 @@ def test_airbench_gradients_are_finite_at_every_xla_optimisation_level():
         )  # fmt: skip
         return jnp.sum(jnp.sin(100 * out))
 
-    with layer_impl("fast"):
-        grads = jax.jit(jax.grad(loss))(variables["params"])
+    grads = jax.jit(jax.grad(loss))(variables["params"])
     assert all(bool(jnp.all(jnp.isfinite(g))) for g in jax.tree.leaves(grads))
 
 

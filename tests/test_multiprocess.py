@@ -1,5 +1,5 @@
-"""Several processes, one run: `jaxdl.launch` + `jax.distributed` on localhost (CPU collectives
-through gloo). Every test starts its own processes and leaves none behind."""
+"""Several processes, one run: `jaxdl.distributed.launch` + `jax.distributed` on localhost (CPU
+collectives through gloo). Every test starts its own processes and leaves none behind."""
 
 import json
 import os
@@ -12,7 +12,7 @@ import pytest
 
 from tests.conftest import REPO
 
-LAUNCH = [sys.executable, "-m", "jaxdl.launch"]
+LAUNCH = [sys.executable, "-m", "jaxdl.distributed.launch"]
 WORKER = [sys.executable, "-m", "tests.multiprocess_worker"]
 
 

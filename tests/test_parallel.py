@@ -14,7 +14,6 @@ import pytest
 from jaxdl import models, parallel
 from jaxdl.checkpoint import Checkpointer
 from jaxdl.errors import ConfigError
-from jaxdl.nn.conv import layer_impl
 from jaxdl.state import count_params, create_train_state
 from jaxdl.step import train_step
 
@@ -59,14 +58,13 @@ def float32_trajectories():
     # The modes are compared on flax's plain layers: under pmap, BatchNorm shares statistics
     # across devices and so always takes the plain path, while the single and sharded steps
     # would take the XLA:CPU one (same maths, other rounding; tests/test_fast_cpu.py).
-    with layer_impl("plain"):
-        return {mode: trajectory(mode, jnp.float32, steps=3) for mode in parallel.MODES}
+    return {mode: trajectory(mode, jnp.float32, steps=3, layers="plain") for mode in parallel.MODES}
 
 
 # Float32, ResNet-20, 32x32 images, global batch 64. XLA:CPU's single-device step is itself
 # ~1.5e-4 away from the exact (float64) update after one step: its weight-gradient reductions
 # over 64 x 32 x 32 positions accumulate rounding, while the 8-way split sums shorter runs and
-# lands closer. Measured per parameter (session 6, plain layers): the largest error is the stem
+# lands closer. Measured per parameter (plain layers): the largest error is the stem
 # convolution's kernel in every mode, single 1.54e-4, pmap and sharded 6.5e-5 (next: block
 # kernels, 6.6e-5 single, 3.3e-5 split); BatchNorm statistics 1.4e-5 single, 1.1e-6 split. So
 # the modes agree with each other to that precision, not to 1e-5; the float64 test below shows

@@ -16,9 +16,12 @@ import orbax.checkpoint as ocp
 import pytest
 
 from experiments import mnist_mlp
+from jaxdl.build import initial_state
 from jaxdl.checkpoint import Checkpointer
+from jaxdl.config import TrainConfig
 from jaxdl.errors import ConfigError
-from jaxdl.train import TrainConfig, check_labels, initial_state, train_and_evaluate
+from jaxdl.tasks.classification import check_labels
+from jaxdl.train import train_and_evaluate
 from tests.conftest import REPO
 
 QUICK = ["--train_limit", "300", "--test_limit", "100", "--epochs", "1", "--quiet"]

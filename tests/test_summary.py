@@ -7,7 +7,7 @@ import pytest
 
 from jaxdl import models
 from jaxdl.errors import ConfigError
-from jaxdl.summary import Field, parse_input, receptive_fields, summarize
+from jaxdl.tools.summary import Field, parse_input, receptive_fields, summarize
 from tests.conftest import REPO
 
 
@@ -51,7 +51,7 @@ def test_lenet_sees_exactly_its_32x32_input():
 
 def test_summary_command_prints_totals():
     result = subprocess.run(
-        [sys.executable, "-m", "jaxdl.summary", "resnet20", "--input", "32x32x3"],
+        [sys.executable, "-m", "jaxdl.tools.summary", "resnet20", "--input", "32x32x3"],
         cwd=REPO,
         capture_output=True,
         text=True,

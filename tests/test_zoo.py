@@ -8,11 +8,12 @@ import numpy as np
 import optax
 import pytest
 
-from jaxdl import cost, models
+from jaxdl import models
 from jaxdl.errors import ConfigError
 from jaxdl.models.googlenet import STAGES
 from jaxdl.state import TrainState, create_train_state
 from jaxdl.step import train_step
+from jaxdl.tools import cost
 
 IMAGENET = (1, 224, 224, 3)
 CIFAR = (1, 32, 32, 3)

@@ -5,8 +5,8 @@ three conv groups (conv, 2x2 max-pool, BatchNorm, GELU, conv, BatchNorm, GELU) o
 
 f32[B, 32, 32, 3] -> f32[B, num_classes]. 1,972,792 parameters for 10 classes, of which the
 whitening kernel (288) and BatchNorm scales (1,152) are frozen by the training recipe
-(`jaxdl.airbench`). Convolutions start as identities on their first input-many filters (dirac
-init) and PyTorch's default uniform init elsewhere, as in the reference.
+(`jaxdl.recipes.airbench94`). Convolutions start as identities on their first input-many
+filters (dirac init) and PyTorch's default uniform init elsewhere, as in the reference.
 """
 
 from __future__ import annotations
@@ -48,15 +48,18 @@ class ConvGroup(nn.Module):
     features: int
     bn_momentum: float
     dtype: Any = jnp.float32
+    layers: str = "auto"
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool) -> jax.Array:
         conv = lambda: Conv(
             self.features, 3, padding="SAME", use_bias=False,
-            kernel_init=dirac_then_uniform, dtype=self.dtype,
+            kernel_init=dirac_then_uniform, dtype=self.dtype, layers=self.layers,
         )  # fmt: skip
-        norm = lambda: BatchNorm(momentum=self.bn_momentum, epsilon=1e-12, dtype=self.dtype)
-        x = MaxPool(2, 2)(conv()(x))
+        norm = lambda: BatchNorm(
+            momentum=self.bn_momentum, epsilon=1e-12, dtype=self.dtype, layers=self.layers
+        )
+        x = MaxPool(2, 2, layers=self.layers)(conv()(x))
         x = nn.gelu(norm()(x, train), approximate=False)
         return nn.gelu(norm()(conv()(x), train), approximate=False)
 
@@ -68,6 +71,7 @@ class AirbenchNet(nn.Module):
     bn_momentum: float = 0.6  # the running statistics keep 0.6 of their value per step
     scaling: float = 1 / 9
     dtype: Any = jnp.float32
+    layers: str = "auto"
     # Once the recipe stops training the whitening bias (its kernel never trains), nothing
     # needs a gradient below the first group: True cuts it there, so the backward pass skips
     # the first convolution's input gradient (~6 % of a step), as PyTorch's requires_grad=False
@@ -79,14 +83,14 @@ class AirbenchNet(nn.Module):
         k = self.whiten_kernel_size
         x = Conv(
             2 * x.shape[-1] * k * k, k, padding="VALID", kernel_init=torch_uniform,
-            dtype=self.dtype, name="whiten",
+            dtype=self.dtype, layers=self.layers, name="whiten",
         )(x)  # fmt: skip
         x = nn.gelu(x, approximate=False)
         if self.freeze_whitening:
             x = jax.lax.stop_gradient(x)
         for width in self.widths:
-            x = ConvGroup(width, self.bn_momentum, self.dtype)(x, train)
-        x = MaxPool(3, 3)(x).reshape(x.shape[0], -1)
+            x = ConvGroup(width, self.bn_momentum, self.dtype, self.layers)(x, train)
+        x = MaxPool(3, 3, layers=self.layers)(x).reshape(x.shape[0], -1)
         logits = nn.Dense(
             self.num_classes, use_bias=False, kernel_init=torch_uniform, dtype=self.dtype
         )(x)

@@ -21,15 +21,18 @@ class AlexNet(nn.Module):
     num_classes: int = 1000
     dropout_rate: float = 0.5
     dtype: Any = jnp.float32
+    layers: str = "auto"
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
-        conv = lambda f, k, s=1, p=None: Conv(f, k, s, padding=p, dtype=self.dtype)
-        x = MaxPool(3, 2)(nn.relu(conv(64, 11, 4, 2)(x)))
-        x = MaxPool(3, 2)(nn.relu(conv(192, 5)(x)))
+        conv = lambda f, k, s=1, p=None: Conv(
+            f, k, s, padding=p, dtype=self.dtype, layers=self.layers
+        )
+        x = MaxPool(3, 2, layers=self.layers)(nn.relu(conv(64, 11, 4, 2)(x)))
+        x = MaxPool(3, 2, layers=self.layers)(nn.relu(conv(192, 5)(x)))
         x = nn.relu(conv(384, 3)(x))
         x = nn.relu(conv(256, 3)(x))
-        x = MaxPool(3, 2)(nn.relu(conv(256, 3)(x)))
+        x = MaxPool(3, 2, layers=self.layers)(nn.relu(conv(256, 3)(x)))
         x = adaptive_avg_pool(x, (6, 6)).reshape(x.shape[0], -1)
         for width in (4096, 4096):
             x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)

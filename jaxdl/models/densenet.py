@@ -34,14 +34,17 @@ class DenseNet(nn.Module):
     dropout_rate: float = 0.0
     axis_name: str | None = None
     dtype: Any = jnp.float32
+    layers: str = "auto"
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
-        common = {"axis_name": self.axis_name, "dtype": self.dtype}
+        common = {"axis_name": self.axis_name, "dtype": self.dtype, "layers": self.layers}
         if self.stem == "imagenet":
-            x = MaxPool(3, 2, padding=1)(ConvBN(self.stem_features, 7, 2, **common)(x, train))
+            x = MaxPool(3, 2, padding=1, layers=self.layers)(
+                ConvBN(self.stem_features, 7, 2, **common)(x, train)
+            )
         else:
-            x = Conv(self.stem_features, 3, use_bias=False, dtype=self.dtype)(x)
+            x = Conv(self.stem_features, 3, use_bias=False, dtype=self.dtype, layers=self.layers)(x)
         for index, layers in enumerate(self.block_sizes):
             x = DenseBlock(layers, self.growth, self.bn_size, self.dropout_rate, **common)(x, train)
             if index < len(self.block_sizes) - 1:

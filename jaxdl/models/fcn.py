@@ -32,6 +32,7 @@ class FCN(nn.Module):
     widths: Sequence[int] = (32, 64, 128)
     axis_name: str | None = None
     dtype: Any = jnp.float32
+    layers: str = "auto"
 
     @property
     def stride(self) -> int:
@@ -45,14 +46,18 @@ class FCN(nn.Module):
                 f"fcn needs height and width divisible by its stride {self.stride}, got "
                 f"{height}x{width}; pad or crop the images to a multiple of {self.stride}."
             )
-        common = {"axis_name": self.axis_name, "dtype": self.dtype}
+        common = {"axis_name": self.axis_name, "dtype": self.dtype, "layers": self.layers}
         x = ConvBN(self.widths[0], 3, **common)(x, train)
         scores = []
         for stage, (blocks, features) in enumerate(zip(self.stage_sizes, self.widths, strict=True)):
             for index in range(blocks):
                 strides = 2 if stage > 0 and index == 0 else 1
                 x = BasicBlock(features, strides, **common)(x, train)
-            scores.append(Conv(self.num_classes, 1, dtype=self.dtype, name=f"score{stage}")(x))
+            scores.append(
+                Conv(
+                    self.num_classes, 1, dtype=self.dtype, layers=self.layers, name=f"score{stage}"
+                )(x)
+            )
         fused = scores[-1]
         for finer in reversed(scores[:-1]):
             fused = finer + upsample_to(fused, finer.shape[1], finer.shape[2])

@@ -45,22 +45,29 @@ class GoogLeNet(nn.Module):
     dropout_rate: float = 0.2
     axis_name: str | None = None
     dtype: Any = jnp.float32
+    layers: str = "auto"
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
-        conv = lambda f, k, s=1: ConvBN(f, k, s, axis_name=self.axis_name, dtype=self.dtype)
+        conv = lambda f, k, s=1: ConvBN(
+            f, k, s, axis_name=self.axis_name, dtype=self.dtype, layers=self.layers
+        )
         if self.stem == "imagenet":
-            x = MaxPool(3, 2, ceil_mode=True)(conv(64, 7, 2)(x, train))
+            x = MaxPool(3, 2, ceil_mode=True, layers=self.layers)(conv(64, 7, 2)(x, train))
             x = conv(64, 1)(x, train)
-            x = MaxPool(3, 2, ceil_mode=True)(conv(192, 3)(x, train))
+            x = MaxPool(3, 2, ceil_mode=True, layers=self.layers)(conv(192, 3)(x, train))
         else:
             x = conv(192, 3)(x, train)
         for stage in self.stages:
             if isinstance(stage, int):
-                x = MaxPool(stage, 2, ceil_mode=True)(x)
+                x = MaxPool(stage, 2, ceil_mode=True, layers=self.layers)(x)
                 continue
             x = Inception(
-                *stage, wide_kernel=self.wide_kernel, axis_name=self.axis_name, dtype=self.dtype
+                *stage,
+                wide_kernel=self.wide_kernel,
+                axis_name=self.axis_name,
+                dtype=self.dtype,
+                layers=self.layers,
             )(x, train)
         x = jnp.mean(x, axis=(1, 2))
         x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)

@@ -26,6 +26,7 @@ class LeNet5(nn.Module):
     act: str = "relu"
     pool: str = "max"
     dtype: Any = jnp.float32
+    layers: str = "auto"
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
@@ -34,10 +35,19 @@ class LeNet5(nn.Module):
         pool_layer = MaxPool if self.pool == "max" else AvgPool
         pool = lambda y: pool_layer(2, 2)(y)
         pad_h, pad_w = (32 - x.shape[1]) // 2, (32 - x.shape[2]) // 2
-        x = Conv(6, 5, padding=((pad_h, pad_h), (pad_w, pad_w)), dtype=self.dtype, name="c1")(x)
+        x = Conv(
+            6,
+            5,
+            padding=((pad_h, pad_h), (pad_w, pad_w)),
+            dtype=self.dtype,
+            layers=self.layers,
+            name="c1",
+        )(x)
         x = pool(act(x))
-        x = pool(act(Conv(16, 5, padding="VALID", dtype=self.dtype, name="c3")(x)))
-        x = act(Conv(120, 5, padding="VALID", dtype=self.dtype, name="c5")(x))
+        x = pool(
+            act(Conv(16, 5, padding="VALID", dtype=self.dtype, layers=self.layers, name="c3")(x))
+        )
+        x = act(Conv(120, 5, padding="VALID", dtype=self.dtype, layers=self.layers, name="c5")(x))
         x = x.reshape(x.shape[0], -1)
         x = act(nn.Dense(84, dtype=self.dtype, name="f6")(x))
         return nn.Dense(self.num_classes, dtype=self.dtype, name="output")(x)

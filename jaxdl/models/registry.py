@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 
 import flax.linen as nn
 
 from jaxdl.errors import ConfigError
+from jaxdl.nn.conv import check_layer_impl
 
 _FACTORIES: dict[str, Callable[..., nn.Module]] = {}
 
@@ -23,17 +25,27 @@ def names() -> list[str]:
     return sorted(_FACTORIES)
 
 
-def create(name: str, num_classes: int = 10, **options) -> nn.Module:
+def create(name: str, num_classes: int = 10, layers: str | None = None, **options) -> nn.Module:
     """The model called `name` with `num_classes` outputs; `options` go to its constructor
-    (e.g. `dtype`, `axis_name`, `dropout_rate`)."""
+    (e.g. `dtype`, `axis_name`, `dropout_rate`). `layers` chooses the convolution / BatchNorm
+    implementation of every layer (`jaxdl.nn.conv`; None keeps the models' "auto"); a model
+    without convolutions has none to choose and ignores it."""
     if name not in _FACTORIES:
         raise ConfigError(f"unknown model {name!r}; known models: {', '.join(names())}.")
     if num_classes < 1:
         raise ConfigError(f"num_classes must be at least 1, got {num_classes}.")
     try:
-        return _FACTORIES[name](num_classes=num_classes, **options)
+        model = _FACTORIES[name](num_classes=num_classes, **options)
     except TypeError as error:
         raise ConfigError(
             f"model {name!r} does not take the options {sorted(options)} ({error}); "
             f"drop the ones it does not know."
         ) from None
+    if layers is not None and has_field(model, "layers"):
+        model = model.clone(layers=check_layer_impl(layers))
+    return model
+
+
+def has_field(model: nn.Module, name: str) -> bool:
+    """Whether `model` has the dataclass field `name` (`layers`, `axis_name`, ...)."""
+    return name in {field.name for field in dataclasses.fields(model)}

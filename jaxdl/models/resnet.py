@@ -45,13 +45,14 @@ class ResNet(nn.Module):
     zero_init_residual: bool = False
     axis_name: str | None = None
     dtype: Any = jnp.float32
+    layers: str = "auto"
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
-        common = {"axis_name": self.axis_name, "dtype": self.dtype}
+        common = {"axis_name": self.axis_name, "dtype": self.dtype, "layers": self.layers}
         if self.stem == "imagenet":
             x = ConvBN(self.widths[0], 7, 2, **common)(x, train)
-            x = MaxPool(3, 2, padding=1)(x)
+            x = MaxPool(3, 2, padding=1, layers=self.layers)(x)
         else:
             x = ConvBN(self.widths[0], 3, 1, **common)(x, train)
         for stage, (blocks, width) in enumerate(zip(self.stage_sizes, self.widths, strict=True)):
@@ -85,11 +86,12 @@ class WideResNet(nn.Module):
     dropout_rate: float = 0.0
     axis_name: str | None = None
     dtype: Any = jnp.float32
+    layers: str = "auto"
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
         blocks = (self.depth - 4) // 6
-        x = Conv(16, 3, use_bias=False, dtype=self.dtype)(x)
+        x = Conv(16, 3, use_bias=False, dtype=self.dtype, layers=self.layers)(x)
         for stage, width in enumerate((16, 32, 64)):
             for index in range(blocks):
                 strides = 2 if stage > 0 and index == 0 else 1
@@ -99,8 +101,11 @@ class WideResNet(nn.Module):
                     self.dropout_rate,
                     self.axis_name,
                     self.dtype,
+                    self.layers,
                 )(x, train)
-        x = nn.relu(BatchNorm(axis_name=self.axis_name, dtype=self.dtype)(x, train))
+        x = nn.relu(
+            BatchNorm(axis_name=self.axis_name, dtype=self.dtype, layers=self.layers)(x, train)
+        )
         return nn.Dense(self.num_classes, dtype=self.dtype)(jnp.mean(x, axis=(1, 2)))
 
 

@@ -56,6 +56,7 @@ class SqueezeNet(nn.Module):
     stem_pool: bool = True
     dropout_rate: float = 0.5
     dtype: Any = jnp.float32
+    layers: str = "auto"
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
@@ -66,17 +67,20 @@ class SqueezeNet(nn.Module):
                 self.stem_stride,
                 padding="VALID" if self.stem_stride > 1 else None,
                 dtype=self.dtype,
+                layers=self.layers,
             )(x)
         )
         if self.stem_pool:
-            x = MaxPool(3, 2, ceil_mode=True)(x)
+            x = MaxPool(3, 2, ceil_mode=True, layers=self.layers)(x)
         for fire in self.fires:
             if fire == "M":
-                x = MaxPool(3, 2, ceil_mode=True)(x)
+                x = MaxPool(3, 2, ceil_mode=True, layers=self.layers)(x)
             else:
-                x = Fire(fire[0], fire[1], fire[1], dtype=self.dtype)(x)
+                x = Fire(fire[0], fire[1], fire[1], dtype=self.dtype, layers=self.layers)(x)
         x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
-        x = nn.relu(Conv(self.num_classes, 1, dtype=self.dtype, name="classifier")(x))
+        x = nn.relu(
+            Conv(self.num_classes, 1, dtype=self.dtype, layers=self.layers, name="classifier")(x)
+        )
         return jnp.mean(x, axis=(1, 2))
 
 

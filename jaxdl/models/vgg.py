@@ -63,16 +63,19 @@ class VGG(nn.Module):
     dropout_rate: float = 0.5
     axis_name: str | None = None
     dtype: Any = jnp.float32
+    layers: str = "auto"
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
         for item in self.config:
             if item == "M":
-                x = MaxPool(2, 2)(x)
+                x = MaxPool(2, 2, layers=self.layers)(x)
                 continue
-            x = Conv(item, 3, dtype=self.dtype)(x)
+            x = Conv(item, 3, dtype=self.dtype, layers=self.layers)(x)
             if self.batch_norm:
-                x = BatchNorm(axis_name=self.axis_name, dtype=self.dtype)(x, train)
+                x = BatchNorm(axis_name=self.axis_name, dtype=self.dtype, layers=self.layers)(
+                    x, train
+                )
             x = nn.relu(x)
         if self.head == "cifar":
             return nn.Dense(self.num_classes, dtype=self.dtype)(jnp.mean(x, axis=(1, 2)))

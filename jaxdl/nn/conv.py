@@ -6,16 +6,17 @@ changed for the whole zoo in one place.
 
 Two implementations sit behind them: "plain" (`flax.linen.Conv` / `flax.linen.BatchNorm` as
 they are) and "fast" (the same layers and parameters with the convolution's weight gradient and
-BatchNorm's statistics written for XLA:CPU; `jaxdl.nn.fast_cpu` says why and how much). The
+BatchNorm's statistics written for XLA:CPU; `jaxdl.ops.fast_cpu` says why and how much). The
 default, "auto", is "fast" on the CPU backend for float32 layers and "plain" everywhere else
-(GPU, TPU, bfloat16, BatchNorm synchronised across devices). `JAXDL_LAYERS=plain|fast|auto` or
-`with layer_impl("plain"):` around the first trace of a step chooses another.
+(GPU, TPU, bfloat16, BatchNorm synchronised across devices).
+
+The choice is a field of every layer and model (`layers`), set once when the model is created
+(`models.create(name, layers=...)`, from the run's `--layers`), as flax's examples hand `conv`
+to a model: nothing is read from a global when a step is traced.
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -24,39 +25,25 @@ import jax
 import jax.numpy as jnp
 
 from jaxdl.errors import ConfigError
-from jaxdl.nn import fast_cpu
 from jaxdl.nn.activations import activation
+from jaxdl.ops import fast_cpu
 
 LAYER_IMPLS = ("auto", "fast", "plain")
-_layer_impl = [os.environ.get("JAXDL_LAYERS", "auto") or "auto"]
 
 
 def check_layer_impl(name: str) -> str:
+    """`name` if it is one of `LAYER_IMPLS`, else one sentence saying which are."""
     if name not in LAYER_IMPLS:
         raise ConfigError(
-            f"unknown layer implementation {name!r}; choose one of {', '.join(LAYER_IMPLS)}"
+            f"unknown layer implementation {name!r}; choose one of {', '.join(LAYER_IMPLS)}."
         )
     return name
 
 
-@contextlib.contextmanager
-def layer_impl(name: str):
-    """Within the block, layers traced use implementation `name` ("auto", "fast", "plain").
-
-    The choice is read when a step is traced (jit compiles once per shape), so wrap the first
-    call of a jitted function, or set `JAXDL_LAYERS` for the whole process.
-    """
-    previous = _layer_impl[0]
-    _layer_impl[0] = check_layer_impl(name)
-    try:
-        yield
-    finally:
-        _layer_impl[0] = previous
-
-
-def use_fast_path(dtype: Any, cross_device: bool = False) -> bool:
-    """Whether a layer of this dtype traced now takes the XLA:CPU path (see module docstring)."""
-    impl = check_layer_impl(_layer_impl[0])
+def use_fast_path(layers: str, dtype: Any, cross_device: bool = False) -> bool:
+    """Whether a layer with implementation `layers` and this dtype takes the XLA:CPU path (see
+    the module docstring)."""
+    impl = check_layer_impl(layers)
     if impl == "plain" or cross_device:
         return False
     if impl == "fast":
@@ -90,6 +77,7 @@ class Conv(nn.Module):
     groups: int = 1
     kernel_init: Callable = he_normal_fan_out
     dtype: Any = jnp.float32
+    layers: str = "auto"
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -111,7 +99,7 @@ class Conv(nn.Module):
             dtype=self.dtype,
             conv_general_dilated=(
                 fast_cpu.conv_general_dilated
-                if use_fast_path(self.dtype)
+                if use_fast_path(self.layers, self.dtype)
                 else jax.lax.conv_general_dilated
             ),
             name="conv",
@@ -132,10 +120,13 @@ class BatchNorm(nn.Module):
     axis_name: str | None = None
     scale_init: Callable = nn.initializers.ones
     dtype: Any = jnp.float32
+    layers: str = "auto"
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool) -> jax.Array:
-        if use_fast_path(self.dtype, cross_device=train and self.axis_name is not None):
+        if use_fast_path(
+            self.layers, self.dtype, cross_device=train and self.axis_name is not None
+        ):
             return FastBatchNorm(
                 use_running_average=not train,
                 momentum=self.momentum,
@@ -193,6 +184,7 @@ class ConvBN(nn.Module):
     bn_scale_init: Callable = nn.initializers.ones
     axis_name: str | None = None
     dtype: Any = jnp.float32
+    layers: str = "auto"
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool) -> jax.Array:
@@ -204,8 +196,12 @@ class ConvBN(nn.Module):
             use_bias=False,
             groups=self.groups,
             dtype=self.dtype,
+            layers=self.layers,
         )(x)
-        x = BatchNorm(axis_name=self.axis_name, scale_init=self.bn_scale_init, dtype=self.dtype)(
-            x, train
-        )
+        x = BatchNorm(
+            axis_name=self.axis_name,
+            scale_init=self.bn_scale_init,
+            dtype=self.dtype,
+            layers=self.layers,
+        )(x, train)
         return activation(self.act)(x)

@@ -22,34 +22,43 @@ class DenseLayer(nn.Module):
     dropout_rate: float = 0.0
     axis_name: str | None = None
     dtype: Any = jnp.float32
+    layers: str = "auto"
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool) -> jax.Array:
-        bn = lambda: BatchNorm(axis_name=self.axis_name, dtype=self.dtype)
-        y = Conv(self.bn_size * self.growth, 1, use_bias=False, dtype=self.dtype)(
-            nn.relu(bn()(x, train))
+        bn = lambda: BatchNorm(axis_name=self.axis_name, dtype=self.dtype, layers=self.layers)
+        y = Conv(
+            self.bn_size * self.growth, 1, use_bias=False, dtype=self.dtype, layers=self.layers
+        )(nn.relu(bn()(x, train)))
+        y = Conv(self.growth, 3, use_bias=False, dtype=self.dtype, layers=self.layers)(
+            nn.relu(bn()(y, train))
         )
-        y = Conv(self.growth, 3, use_bias=False, dtype=self.dtype)(nn.relu(bn()(y, train)))
         if self.dropout_rate:
             y = nn.Dropout(self.dropout_rate, deterministic=not train)(y)
         return jnp.concatenate([x, y], axis=-1)
 
 
 class DenseBlock(nn.Module):
-    """`layers` DenseLayers: f32[B, H, W, C] -> f32[B, H, W, C + layers * growth]."""
+    """`num_layers` DenseLayers: f32[B, H, W, C] -> f32[B, H, W, C + num_layers * growth]."""
 
-    layers: int
+    num_layers: int
     growth: int
     bn_size: int = 4
     dropout_rate: float = 0.0
     axis_name: str | None = None
     dtype: Any = jnp.float32
+    layers: str = "auto"
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool) -> jax.Array:
-        for _ in range(self.layers):
+        for _ in range(self.num_layers):
             x = DenseLayer(
-                self.growth, self.bn_size, self.dropout_rate, self.axis_name, self.dtype
+                self.growth,
+                self.bn_size,
+                self.dropout_rate,
+                self.axis_name,
+                self.dtype,
+                self.layers,
             )(x, train)
         return x
 
@@ -60,9 +69,12 @@ class Transition(nn.Module):
     features: int
     axis_name: str | None = None
     dtype: Any = jnp.float32
+    layers: str = "auto"
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool) -> jax.Array:
-        x = nn.relu(BatchNorm(axis_name=self.axis_name, dtype=self.dtype)(x, train))
-        x = Conv(self.features, 1, use_bias=False, dtype=self.dtype)(x)
+        x = nn.relu(
+            BatchNorm(axis_name=self.axis_name, dtype=self.dtype, layers=self.layers)(x, train)
+        )
+        x = Conv(self.features, 1, use_bias=False, dtype=self.dtype, layers=self.layers)(x)
         return AvgPool(2)(x)

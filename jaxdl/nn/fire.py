@@ -17,10 +17,11 @@ class Fire(nn.Module):
     expand1x1: int
     expand3x3: int
     dtype: Any = jnp.float32
+    layers: str = "auto"
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        s = nn.relu(Conv(self.squeeze, 1, dtype=self.dtype)(x))
-        e1 = nn.relu(Conv(self.expand1x1, 1, dtype=self.dtype)(s))
-        e3 = nn.relu(Conv(self.expand3x3, 3, dtype=self.dtype)(s))
+        s = nn.relu(Conv(self.squeeze, 1, dtype=self.dtype, layers=self.layers)(x))
+        e1 = nn.relu(Conv(self.expand1x1, 1, dtype=self.dtype, layers=self.layers)(s))
+        e3 = nn.relu(Conv(self.expand3x3, 3, dtype=self.dtype, layers=self.layers)(s))
         return jnp.concatenate([e1, e3], axis=-1)

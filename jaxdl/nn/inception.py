@@ -31,12 +31,15 @@ class Inception(nn.Module):
     wide_kernel: int = 3
     axis_name: str | None = None
     dtype: Any = jnp.float32
+    layers: str = "auto"
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool) -> jax.Array:
-        conv = lambda f, k: ConvBN(f, k, axis_name=self.axis_name, dtype=self.dtype)
+        conv = lambda f, k: ConvBN(
+            f, k, axis_name=self.axis_name, dtype=self.dtype, layers=self.layers
+        )
         b1 = conv(self.c1, 1)(x, train)
         b2 = conv(self.c3, 3)(conv(self.c3_reduce, 1)(x, train), train)
         b3 = conv(self.c5, self.wide_kernel)(conv(self.c5_reduce, 1)(x, train), train)
-        b4 = conv(self.pool_proj, 1)(MaxPool(3, 1, padding=1)(x), train)
+        b4 = conv(self.pool_proj, 1)(MaxPool(3, 1, padding=1, layers=self.layers)(x), train)
         return jnp.concatenate([b1, b2, b3, b4], axis=-1)

@@ -24,20 +24,25 @@ def _ceil_extra(size: int, window: int, stride: int, padding: int) -> int:
 
 
 def max_pool(
-    x: jax.Array, window: int, stride: int, padding: int = 0, ceil_mode: bool = False
+    x: jax.Array,
+    window: int,
+    stride: int,
+    padding: int = 0,
+    ceil_mode: bool = False,
+    layers: str = "auto",
 ) -> jax.Array:
     """Max pooling f32[B, H, W, C] -> f32[B, H', W', C] (padding counts as -inf).
 
-    On the XLA:CPU path (`jaxdl.nn.conv.use_fast_path`) the maximum is taken over the window's
-    shifted, strided slices: XLA:CPU's reduce-window is slow and its gradient (select-and-
-    scatter) far slower, while slices and elementwise maxima fuse with their neighbours. The
-    values are the same; where several inputs tie for a window's maximum, the gradient goes to
+    On the XLA:CPU path (`jaxdl.nn.conv.use_fast_path` of `layers`) the maximum is taken over
+    the window's shifted, strided slices: XLA:CPU's reduce-window is slow and its gradient
+    (select-and-scatter) far slower, while slices and elementwise maxima fuse with their
+    neighbours. The values are the same; where several inputs tie for a window's maximum, the gradient goes to
     the first of them in row-major window order (reduce-window's gradient picks one as well).
     """
     extra_h = _ceil_extra(x.shape[1], window, stride, padding) if ceil_mode else 0
     extra_w = _ceil_extra(x.shape[2], window, stride, padding) if ceil_mode else 0
     pads = ((padding, padding + extra_h), (padding, padding + extra_w))
-    if use_fast_path(x.dtype):
+    if use_fast_path(layers, x.dtype):
         return _max_pool_by_slices(x, window, stride, pads)
     return nn.max_pool(x, (window, window), (stride, stride), padding=pads)
 
@@ -151,9 +156,10 @@ class MaxPool(nn.Module):
     stride: int
     padding: int = 0
     ceil_mode: bool = False
+    layers: str = "auto"
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        return max_pool(x, self.window, self.stride, self.padding, self.ceil_mode)
+        return max_pool(x, self.window, self.stride, self.padding, self.ceil_mode, self.layers)
 
 
 class AvgPool(nn.Module):

@@ -37,11 +37,12 @@ class BasicBlock(nn.Module):
     zero_init_residual: bool = False
     axis_name: str | None = None
     dtype: Any = jnp.float32
+    layers: str = "auto"
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool) -> jax.Array:
         conv_bn = lambda f, k, s, act, **kw: ConvBN(
-            f, k, s, act=act, axis_name=self.axis_name, dtype=self.dtype, **kw
+            f, k, s, act=act, axis_name=self.axis_name, dtype=self.dtype, layers=self.layers, **kw
         )
         y = conv_bn(self.features, 3, self.strides, "relu")(x, train)
         last_scale = nn.initializers.zeros if self.zero_init_residual else nn.initializers.ones
@@ -68,11 +69,12 @@ class Bottleneck(nn.Module):
     zero_init_residual: bool = False
     axis_name: str | None = None
     dtype: Any = jnp.float32
+    layers: str = "auto"
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool) -> jax.Array:
         conv_bn = lambda f, k, s, act, **kw: ConvBN(
-            f, k, s, act=act, axis_name=self.axis_name, dtype=self.dtype, **kw
+            f, k, s, act=act, axis_name=self.axis_name, dtype=self.dtype, layers=self.layers, **kw
         )
         width = int(self.features * (self.base_width / 64.0)) * self.groups
         out = self.features * self.expansion
@@ -95,18 +97,27 @@ class PreActBlock(nn.Module):
     dropout_rate: float = 0.0
     axis_name: str | None = None
     dtype: Any = jnp.float32
+    layers: str = "auto"
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool) -> jax.Array:
-        bn = lambda: BatchNorm(axis_name=self.axis_name, dtype=self.dtype)
+        bn = lambda: BatchNorm(axis_name=self.axis_name, dtype=self.dtype, layers=self.layers)
         pre = nn.relu(bn()(x, train))
-        y = Conv(self.features, 3, self.strides, use_bias=False, dtype=self.dtype)(pre)
+        y = Conv(
+            self.features, 3, self.strides, use_bias=False, dtype=self.dtype, layers=self.layers
+        )(pre)
         y = nn.relu(bn()(y, train))
         if self.dropout_rate:
             y = nn.Dropout(self.dropout_rate, deterministic=not train)(y)
-        y = Conv(self.features, 3, 1, use_bias=False, dtype=self.dtype)(y)
+        y = Conv(self.features, 3, 1, use_bias=False, dtype=self.dtype, layers=self.layers)(y)
         if self.strides != 1 or x.shape[-1] != self.features:
             x = Conv(
-                self.features, 1, self.strides, use_bias=False, dtype=self.dtype, name="shortcut"
+                self.features,
+                1,
+                self.strides,
+                use_bias=False,
+                dtype=self.dtype,
+                layers=self.layers,
+                name="shortcut",
             )(pre)
         return x + y

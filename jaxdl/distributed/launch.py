@@ -1,7 +1,9 @@
 """Start one command as N cooperating JAX processes on this machine.
 
-    python -m jaxdl.launch --processes 2 -- python -m experiments.cifar_resnet --parallel sharded
-    python -m jaxdl.launch --processes 2 --cpu_devices 2 -- python -m experiments.mnist_mlp ...
+    python -m jaxdl.distributed.launch --processes 2 -- \
+        python -m experiments.cifar_resnet --parallel sharded
+    python -m jaxdl.distributed.launch --processes 2 --cpu_devices 2 -- \
+        python -m experiments.mnist_mlp ...
 
 Each process gets `JAXDL_COORDINATOR` (a free localhost port; process 0 serves it),
 `JAXDL_NUM_PROCESSES`, `JAXDL_PROCESS_ID` and optionally `JAXDL_CPU_DEVICES`, which
@@ -23,7 +25,7 @@ import subprocess
 import sys
 import time
 
-from jaxdl import distributed
+from jaxdl.distributed import setup as distributed
 
 
 def free_port() -> int:
@@ -90,7 +92,8 @@ def launch(
             if failed:
                 index, code = failed[0]
                 print(
-                    f"jaxdl.launch: process {index} exited with code {code}; stopping the others",
+                    f"jaxdl.distributed.launch: process {index} exited with code {code}; "
+                    f"stopping the others",
                     file=sys.stderr,
                 )
                 stop(procs)
@@ -106,7 +109,7 @@ def launch(
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__.splitlines()[0],
-        usage="python -m jaxdl.launch [--processes N] [--cpu_devices D] -- COMMAND ...",
+        usage="python -m jaxdl.distributed.launch [--processes N] [--cpu_devices D] -- COMMAND ...",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("--processes", type=int, default=2, help="processes to start")

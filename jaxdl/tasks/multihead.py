@@ -1,4 +1,4 @@
-"""Several classification heads on one shared network.
+"""Several classification heads on one shared network, as a task of the one training path.
 
 Any zoo model built with `num_classes = sum(head_sizes)` is a shared trunk with one linear
 head per task: its last dense layer's output columns split into the heads' logits (separate
@@ -11,7 +11,9 @@ data pipeline and the train step stay the ones every classifier uses.
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import jax
 import jax.numpy as jnp
@@ -19,9 +21,15 @@ import numpy as np
 
 from jaxdl.data.device import DeviceDataset, Preprocess, eval_batches
 from jaxdl.errors import ConfigError
+from jaxdl.loop import log
 from jaxdl.losses import softmax_cross_entropy
+from jaxdl.plots.curves import plot_curves
 from jaxdl.state import TrainState
 from jaxdl.step import predict
+from jaxdl.tasks.classification import Classification
+
+if TYPE_CHECKING:
+    from jaxdl.build import Run
 
 # CIFAR-10's classes by index: airplane, automobile, bird, cat, deer, dog, frog, horse, ship, truck
 CIFAR10_VEHICLE = (1, 1, 0, 0, 0, 0, 0, 0, 1, 1)  # super-class: 0 animal, 1 vehicle
@@ -98,3 +106,47 @@ def head_accuracies(
 def single_head(size: int, label_map: Sequence[int] | None = None) -> MultiHead:
     """The one-task objective for a head of `size` classes read through `label_map`."""
     return MultiHead((size,), (None if label_map is None else tuple(label_map),), (1.0,))
+
+
+@dataclasses.dataclass(frozen=True)
+class MultiHeadTask(Classification):
+    """Classification with the `heads` objective: validation and test accuracy are head 0's
+    (the one model selection follows); the test figures add every head's accuracy, named by
+    `names`."""
+
+    heads: MultiHead = dataclasses.field(default_factory=lambda: single_head(10))
+    names: tuple[str, ...] = ("classes",)
+    # a head's probabilities are not the dataset's classes: no saved predictions
+    unsupported = frozenset({"save_predictions"})
+
+    def __post_init__(self):
+        if len(self.names) != len(self.heads.head_sizes):
+            raise ConfigError(
+                f"{len(self.heads.head_sizes)} heads need as many names, got {self.names}."
+            )
+
+    @property
+    def objective(self) -> MultiHead:
+        return self.heads
+
+    def options(self) -> dict[str, Any]:
+        return {"heads": dataclasses.asdict(self.heads), "head_names": list(self.names)}
+
+    def num_outputs(self, train) -> int:
+        return self.heads.outputs
+
+    def test(self, run: Run, state: Any, test_data: DeviceDataset) -> dict[str, Any]:
+        results = super().test(run, state, test_data)
+        local = run.runner.local_state(state)
+        accuracies = head_accuracies(
+            local, test_data, run.preprocess, self.heads, run.config.eval_batch_size
+        )
+        return results | {"test_head_accuracies": dict(zip(self.names, accuracies, strict=True))}
+
+    def report(self, results: dict[str, Any]) -> None:
+        for name, accuracy in results["test_head_accuracies"].items():
+            log(f"test accuracy of head {name!r}: {100 * accuracy:.2f} %")
+
+    def outputs(self, run: Run, state: Any, test_data: DeviceDataset, history) -> None:
+        if run.config.plots and history:
+            plot_curves({"run": history}, os.path.join(run.rundir.plots, "curves.png"))

@@ -1,4 +1,4 @@
-"""A model explains its own shape: `python -m jaxdl.summary MODEL [--input 32x32x3]`.
+"""A model explains its own shape: `python -m jaxdl.tools.summary MODEL [--input 32x32x3]`.
 
 One row per layer (to `--depth` levels of nesting): output shape, parameters, forward FLOPs
 (XLA's cost analysis of that layer's computation) and receptive field, with totals at the
@@ -20,11 +20,12 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxdl import cli, cost, models
+from jaxdl import cli, models
 from jaxdl.errors import ConfigError
 from jaxdl.nn.conv import Conv
 from jaxdl.nn.pool import AvgPool, MaxPool
 from jaxdl.state import count_params
+from jaxdl.tools import cost
 
 
 @dataclasses.dataclass(frozen=True)

@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from jaxdl.viz import _save, plt
+from jaxdl.plots import plt, save_figure
 
 
 def plot_loss_versus_iteration(
@@ -36,7 +36,7 @@ def plot_loss_versus_iteration(
     ax.set(title=title, xlabel="iteration", ylabel=ylabel)
     ax.grid(alpha=0.3, which="both")
     ax.legend()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_decision_boundaries(
@@ -67,4 +67,4 @@ def plot_decision_boundaries(
         ax.set(title=title, xlabel=axis_names[0], ylabel=axis_names[1])
         ax.legend(loc="upper right", fontsize=8)
     fig.colorbar(shade, ax=axes[0].tolist(), label="P(class 1)", shrink=0.85)
-    return _save(fig, path)
+    return save_figure(fig, path)

@@ -1,10 +1,10 @@
 """Several cooperating processes, one training run: `jax.distributed` from the launcher's
 environment.
 
-`python -m jaxdl.launch --processes N -- python -m experiments.NAME ...` starts N copies of a
-command with these variables set; `initialize_from_env()`, called by every experiment before
-JAX starts its backend, turns them into `jax.distributed.initialize(...)`. After it,
-`jax.devices()` lists every process's devices, `jax.local_devices()` this process's, and a
+`python -m jaxdl.distributed.launch --processes N -- python -m experiments.NAME ...` starts N
+copies of a command with these variables set; `initialize_from_env()`, called by every
+experiment before JAX starts its backend, turns them into `jax.distributed.initialize(...)`.
+After it, `jax.devices()` lists every process's devices, `jax.local_devices()` this process's, and a
 `jax.jit` on a mesh over all of them runs as one program whose collectives cross processes
 (CPU: gloo over TCP on localhost; GPU/TPU: the accelerator's own).
 
@@ -39,7 +39,7 @@ def initialize_from_env(timeout_seconds: int = 60) -> bool:
     except (KeyError, ValueError) as error:
         raise ConfigError(
             f"incomplete multi-process environment ({error!r}); start the processes with "
-            f"python -m jaxdl.launch --processes N -- COMMAND."
+            f"python -m jaxdl.distributed.launch --processes N -- COMMAND."
         ) from None
     if os.environ.get(CPU_DEVICES):
         jax.config.update("jax_num_cpu_devices", int(os.environ[CPU_DEVICES]))

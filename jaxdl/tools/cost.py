@@ -7,7 +7,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxdl.nn.conv import layer_impl
+from jaxdl.models.registry import has_field
 from jaxdl.state import count_params
 
 
@@ -28,12 +28,13 @@ def forward_flops(model: nn.Module, input_shape: tuple[int, ...]) -> float:
     multiply-add counts as 2).
 
     Traced with flax's plain layers: the count is the model's own arithmetic, not that of the
-    XLA:CPU formulations (`jaxdl.nn.fast_cpu` runs a grouped convolution as a dense one with a
+    XLA:CPU formulations (`jaxdl.ops.fast_cpu` runs a grouped convolution as a dense one with a
     block-diagonal kernel, groups times the multiply-adds)."""
+    if has_field(model, "layers"):
+        model = model.clone(layers="plain")
     variables = variable_shapes(model, input_shape)
     dummy = jax.ShapeDtypeStruct(input_shape, jnp.float32)
-    with layer_impl("plain"):
-        lowered = jax.jit(lambda v, x: model.apply(v, x, train=False)).lower(variables, dummy)
+    lowered = jax.jit(lambda v, x: model.apply(v, x, train=False)).lower(variables, dummy)
     return xla_flops(lowered.compile())
 
 

@@ -1,0 +1,157 @@
+"""From a config to a run: the data splits and their checks, the model (its shapes checked with
+`jax.eval_shape` before anything is allocated), the initial state and optimizer, and the runner
+of the parallel mode. Nothing here trains or writes a file but the run directory's probe."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from jaxdl import data as data_lib
+from jaxdl import models, parallel
+from jaxdl.config import DTYPES, TrainConfig
+from jaxdl.data.device import DeviceDataset, Preprocess
+from jaxdl.data.sources import ArrayDataset
+from jaxdl.errors import ConfigError
+from jaxdl.loop import log
+from jaxdl.optim import create_optimizer
+from jaxdl.rundir import RunDir
+from jaxdl.state import TrainState, count_params, create_train_state
+
+
+def create_model(config: TrainConfig, num_outputs: int) -> nn.Module:
+    """The config's model with `num_outputs` outputs, its dtype and layer implementation, set up
+    for the parallel mode (BatchNorm synchronised under pmap)."""
+    model = models.create(
+        config.model,
+        num_classes=num_outputs,
+        dtype=DTYPES[config.dtype],
+        layers=config.layers,
+        **config.model_options,
+    )
+    return parallel.model_for_mode(model, config.parallel)
+
+
+def check_model_fits(model: nn.Module, config: TrainConfig, image_shape: tuple[int, ...]) -> None:
+    """Traces the model on one image (shapes only, nothing allocated or compiled) so that an
+    input it cannot take stops with one sentence instead of an XLA traceback."""
+    try:
+        jax.eval_shape(
+            lambda: model.init(jax.random.PRNGKey(0), jnp.zeros((1, *image_shape)), train=False)
+        )
+    except Exception as error:  # noqa: BLE001 - any failure here means the shape does not fit
+        reason = str(error).strip().splitlines()[0][:160] if str(error).strip() else ""
+        raise ConfigError(
+            f"{config.dataset} images of {'x'.join(map(str, image_shape))} do not fit model "
+            f"{config.model!r} ({type(error).__name__}: {reason}); choose a model built for "
+            f"this input size."
+        ) from None
+
+
+def initial_state(
+    config: TrainConfig, num_outputs: int, image_shape: tuple[int, ...], steps_per_epoch: int
+) -> tuple[TrainState, Callable[[int], float], jax.Array]:
+    """The run's model, optimizer and fresh state: `(state, learning_rate_fn, data_key)`, all
+    decided by `config.seed` (`data_key` seeds shuffling and augmentation); the state is on
+    one device."""
+    model = create_model(config, num_outputs)
+    check_model_fits(model, config, image_shape)
+    tx, learning_rate_fn = create_optimizer(
+        config.optimizer_config(), steps_per_epoch, config.epochs
+    )
+    init_key, data_key = jax.random.split(jax.random.PRNGKey(config.seed))
+    state = create_train_state(model, tx, init_key, (1, *image_shape))
+    return state, learning_rate_fn, data_key
+
+
+@dataclasses.dataclass
+class Run:
+    """A run ready to train: everything `train_and_evaluate` hands to the loop and the task."""
+
+    config: TrainConfig
+    task: Any  # a jaxdl.tasks task
+    rundir: RunDir
+    runner: parallel.Runner
+    train: ArrayDataset
+    val: ArrayDataset
+    test: ArrayDataset
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    preprocess: Preprocess
+    steps: int  # training steps per epoch
+    state: TrainState  # the initial state, on one device
+    learning_rate_fn: Callable[[int], float]
+    data_key: jax.Array
+    train_data: DeviceDataset
+    val_data: DeviceDataset | None
+
+    def batches(self, epoch: int, start: int = 0) -> Iterator[dict[str, jax.Array]]:
+        """Epoch `epoch`'s training batches from batch `start` on: the order and augmentation
+        come from `fold_in(data_key, epoch)`, so a resumed run sees the same batches."""
+        key = jax.random.fold_in(self.data_key, epoch)
+        return data_lib.train_batches(
+            self.train_data, key, self.config.batch_size, self.preprocess, start
+        )
+
+    def with_epochs(self, epochs: int) -> Run:
+        """The same run planned for `epochs` epochs: the schedule's length is part of the
+        optimizer, so the state is built again (same seed, same initial parameters)."""
+        config = dataclasses.replace(self.config, epochs=epochs)
+        state, learning_rate_fn, data_key = initial_state(
+            config, self.task.num_outputs(self.train), self.train.image_shape, self.steps
+        )
+        return dataclasses.replace(
+            self, config=config, state=state, learning_rate_fn=learning_rate_fn, data_key=data_key
+        )
+
+    def config_values(self) -> dict[str, Any]:
+        """What `config.json` holds: the config, the task's own options and the training data's
+        channel statistics."""
+        values = dataclasses.asdict(self.config) | self.task.options()
+        return values | {"mean": self.mean, "std": self.std}
+
+
+def build(config: TrainConfig, task: Any) -> Run:
+    """The `Run` of `config` for `task`; every check that can fail does so here, before training."""
+    runner = parallel.create_runner(
+        config.parallel,
+        objective=task.objective,
+        label_smoothing=config.label_smoothing,
+        l2_weight=config.optimizer_config().l2_weight(),
+    )
+    parallel.check_divisible(config.batch_size, runner.device_count)
+    parallel.check_divisible(config.eval_batch_size, runner.device_count, "evaluation batch size")
+    rundir = RunDir(config.workdir)
+    rundir.prepare()
+    train, val, test = task.splits(config)
+    steps = data_lib.steps_per_epoch(len(train), config.batch_size)
+    mean, std = data_lib.channel_stats(train.images)
+    preprocess = Preprocess(mean, std, task.augmentation(config))
+    log(task.describe(config, train, val, test))
+    state, learning_rate_fn, data_key = initial_state(
+        config, task.num_outputs(train), train.image_shape, steps
+    )
+    log(f"{config.model}: {count_params(state.params):,} parameters")
+    return Run(
+        config=config,
+        task=task,
+        rundir=rundir,
+        runner=runner,
+        train=train,
+        val=val,
+        test=test,
+        mean=mean,
+        std=std,
+        preprocess=preprocess,
+        steps=steps,
+        state=state,
+        learning_rate_fn=learning_rate_fn,
+        data_key=data_key,
+        train_data=data_lib.to_device(train),
+        val_data=data_lib.to_device(val) if len(val) else None,
+    )

@@ -1,0 +1,139 @@
+"""Every file of a run directory, written and read here only (checkpoints: `jaxdl.checkpoint`).
+
+    RUN_DIR/
+      config.json              the run's configuration (+ the data's channel statistics)
+      metrics.jsonl            one JSON record per epoch: train / validation metrics, timings
+      results.json             the final figures (test metrics, times, parameter count)
+      test_probabilities.npy   f32[test examples, classes], with --save_predictions
+      plots/                   PNG figures (`jaxdl.plots`)
+      checkpoints/             latest/ and best/ (`jaxdl.checkpoint`)
+
+In a multi-process run every process holds the same values; process 0 alone writes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import numpy as np
+
+from jaxdl.distributed.setup import is_main_process
+from jaxdl.errors import ConfigError
+
+CONFIG = "config.json"
+METRICS = "metrics.jsonl"
+RESULTS = "results.json"
+PREDICTIONS = "test_probabilities.npy"
+PLOTS = "plots"
+CHECKPOINTS = "checkpoints"
+
+
+class RunDir:
+    """One run directory (see the module docstring for its files)."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self.writer = is_main_process()
+
+    def file(self, name: str) -> str:
+        return os.path.join(self.path, name)
+
+    @property
+    def plots(self) -> str:
+        return self.file(PLOTS)
+
+    @property
+    def checkpoints(self) -> str:
+        return self.file(CHECKPOINTS)
+
+    def prepare(self) -> None:
+        """Creates the directory, or says in one sentence why it cannot."""
+        try:
+            os.makedirs(self.path, exist_ok=True)
+            probe = self.file(f".write_test.{os.getpid()}")
+            with open(probe, "w"):
+                pass
+            os.remove(probe)
+        except OSError as error:
+            raise ConfigError(
+                f"cannot write to the run directory {self.path!r} ({error.strerror}); "
+                f"choose another --workdir."
+            ) from None
+
+    def has_checkpoint(self) -> bool:
+        """Whether a resumable run is here: a config and at least one latest checkpoint."""
+        latest = os.path.join(self.checkpoints, "latest")
+        return (
+            os.path.exists(self.file(CONFIG)) and os.path.isdir(latest) and any(os.scandir(latest))
+        )
+
+    def write_config(self, values: dict[str, Any]) -> None:
+        self._write_json(CONFIG, values)
+
+    def read_config(self) -> dict[str, Any]:
+        path = self.file(CONFIG)
+        if not os.path.exists(path):
+            raise ConfigError(f"{self.path!r} has no {CONFIG}; pass a run directory jaxdl wrote.")
+        with open(path) as f:
+            return json.load(f)
+
+    def write_results(self, results: dict[str, Any]) -> None:
+        self._write_json(RESULTS, results)
+
+    def read_results(self) -> dict[str, Any]:
+        with open(self.file(RESULTS)) as f:
+            return json.load(f)
+
+    def save_predictions(self, probabilities: np.ndarray) -> None:
+        if self.writer:
+            os.makedirs(self.path, exist_ok=True)
+            np.save(self.file(PREDICTIONS), np.asarray(probabilities, np.float32))
+
+    def load_predictions(self) -> np.ndarray:
+        path = self.file(PREDICTIONS)
+        if not os.path.exists(path):
+            raise ConfigError(f"{path} is missing; run with --save_predictions.")
+        return np.load(path)
+
+    def read_metrics(self, before_epoch: int | None = None) -> list[dict[str, Any]]:
+        """The metrics records (of epochs before `before_epoch`, when given), oldest first."""
+        path = self.file(METRICS)
+        if not os.path.exists(path):
+            return []
+        with open(path) as f:
+            records = [json.loads(line) for line in f if line.strip()]
+        if before_epoch is None:
+            return records
+        return [r for r in records if r["epoch"] < before_epoch]
+
+    def metrics_writer(self, history: list[dict[str, Any]]) -> MetricsWriter:
+        """A writer that starts `metrics.jsonl` over with `history` (the records a resumed run
+        keeps) and appends one record per call."""
+        return MetricsWriter(self.file(METRICS) if self.writer else os.devnull, history)
+
+    def _write_json(self, name: str, values: dict[str, Any]) -> None:
+        if self.writer:
+            os.makedirs(self.path, exist_ok=True)
+            with open(self.file(name), "w") as f:
+                json.dump(values, f, indent=2, default=str)
+
+
+class MetricsWriter:
+    """Appends epoch records to `metrics.jsonl`, flushed line by line (a killed run keeps every
+    finished epoch)."""
+
+    def __init__(self, path: str, history: list[dict[str, Any]]):
+        if path != os.devnull:
+            os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        self._file = open(path, "w")  # noqa: SIM115 - closed by close()
+        for record in history:
+            self.write(record)
+
+    def write(self, record: dict[str, Any]) -> None:
+        self._file.write(json.dumps(record) + "\n")
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
