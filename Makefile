@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export TFDS_DATA_DIR ?= $(abspath ../shared/tfds)
 
-.PHONY: install test lint bench clean
+.PHONY: install test test-slow lint bench clean
 
 install:
 	$(PYTHON) -m venv $(VENV)
@@ -16,7 +16,11 @@ install:
 # both cores. `make test TEST_WORKERS=0` runs in one process.
 TEST_WORKERS ?= 2
 test:
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile -m "not slow"
+
+# The tests marked slow (each longer than ~20 s); CI runs them after `make test`.
+test-slow:
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile -m slow
 
 lint:
 	$(BIN)/ruff check jaxdl experiments tests benchmarks

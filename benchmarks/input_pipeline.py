@@ -9,7 +9,7 @@ epoch of `experiments.cifar_resnet` does (`jaxdl.data.device.train_batches` on r
 on the device: shuffled rows gathered, padded, randomly cropped and flipped, normalised, all
 jitted); "fixed batch" reuses one batch that is already on the device. Each repeat times
 `--steps` steps of each with `block_until_ready`; printed: median and min–max img/s of both and
-the ratio of the medians (the issue asks the experiment to stay within 10 % of the pure step).
+the ratio of the medians (an experiment should stay within 10 % of the pure step).
 """
 
 from __future__ import annotations

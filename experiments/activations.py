@@ -16,6 +16,7 @@ run directory.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import os
 import time
@@ -74,14 +75,19 @@ def plot_gradient_norms(norms: dict[tuple[str, str], list[float]], path: str) ->
     return save_figure(fig, path)
 
 
-def main(argv: list[str] | None = None) -> dict:
-    parser = cli.parser(__doc__.splitlines()[0], DEFAULTS)
-    parser.add_argument("--depth", type=int, default=8, help="hidden layers")
-    parser.add_argument("--width", type=int, default=256, help="units per hidden layer")
-    parser.add_argument(
+def parser() -> argparse.ArgumentParser:
+    # the model is the MLP these options shape, and it has no convolution to choose layers for
+    result = cli.parser(__doc__.splitlines()[0], DEFAULTS, exclude={"model", "layers"})
+    result.add_argument("--depth", type=int, default=8, help="hidden layers")
+    result.add_argument("--width", type=int, default=256, help="units per hidden layer")
+    result.add_argument(
         "--activations", default=",".join(ACTIVATIONS), help="activations to compare"
     )
-    args = parser.parse_args(argv)
+    return result
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parser().parse_args(argv)
     base = cli.config_from_args(args, DEFAULTS)
     start = time.perf_counter()
     images, labels = first_batch(base)
@@ -123,11 +129,8 @@ def main(argv: list[str] | None = None) -> dict:
             f"{row['first_layer_gradient_norm']:18.2e} {row['last_layer_gradient_norm']:11.2e}"
         )
     if set(norms) == {(a, i) for a in ACTIVATIONS for i in INITS}:
-        plot_gradient_norms(norms, os.path.join(base.workdir, "plots", "gradient_norms.png"))
-    results = {"runs": rows, "wall_seconds": time.perf_counter() - start}
-    RunDir(base.workdir).write_results(results)
-    log(f"wall time {results['wall_seconds']:.1f} s; run directory {os.path.abspath(base.workdir)}")
-    return results
+        plot_gradient_norms(norms, os.path.join(RunDir(base.workdir).plots, "gradient_norms.png"))
+    return cli.finish(base.workdir, {"runs": rows}, start)
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ CIFAR-10).
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 
 from jaxdl import cli
@@ -58,21 +59,26 @@ RECIPES = {
 }
 
 
-def main(argv: list[str] | None = None) -> dict:
-    parser = cli.parser(__doc__.splitlines()[0], DEFAULTS)
-    parser.add_argument(
+def parser() -> argparse.ArgumentParser:
+    result = cli.parser(__doc__.splitlines()[0], DEFAULTS)
+    result.add_argument(
         "--recipe",
         choices=tuple(RECIPES),
         default=None,
         help="a published recipe; it replaces the defaults of the options it sets "
         "(he2016: " + ", ".join(f"{k}={v}" for k, v in RECIPES["he2016"].items()) + ")",
     )
-    args = parser.parse_args(argv)
+    return result
+
+
+def main(argv: list[str] | None = None) -> dict:
+    options = parser()
+    args = options.parse_args(argv)
     defaults = dataclasses.replace(DEFAULTS, **RECIPES[args.recipe]) if args.recipe else DEFAULTS
     if args.recipe:
         # Options the user typed still win over the recipe.
-        parser.set_defaults(**RECIPES[args.recipe])
-        args = parser.parse_args(argv)
+        options.set_defaults(**RECIPES[args.recipe])
+        args = options.parse_args(argv)
     return train_and_evaluate(cli.config_from_args(args, defaults))
 
 

@@ -80,22 +80,26 @@ def run_seed(seed: int, model, counters: dict, train, test, recipe, workdir: str
     return summary
 
 
-def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(
+def parser() -> argparse.ArgumentParser:
+    result = argparse.ArgumentParser(
         description=__doc__.splitlines()[0], formatter_class=cli.HelpFormatter
     )
     recipe = airbench94.Recipe()
-    parser.add_argument("--seeds", type=int, default=3, help="runs, seeds 0 .. seeds-1")
-    parser.add_argument("--epochs", type=float, default=recipe.epochs, help="training epochs")
-    parser.add_argument("--batch_size", type=int, default=recipe.batch_size, help="batch size")
-    parser.add_argument("--data_dir", default=None, help="TFDS data (default: $TFDS_DATA_DIR)")
-    parser.add_argument("--train_limit", type=int, default=None, help="first N training images")
-    parser.add_argument("--test_limit", type=int, default=None, help="first N test images")
-    parser.add_argument(
+    result.add_argument("--seeds", type=int, default=3, help="runs, seeds 0 .. seeds-1")
+    result.add_argument("--epochs", type=float, default=recipe.epochs, help="training epochs")
+    result.add_argument("--batch_size", type=int, default=recipe.batch_size, help="batch size")
+    result.add_argument("--data_dir", default=None, help="TFDS data (default: $TFDS_DATA_DIR)")
+    result.add_argument("--train_limit", type=int, default=None, help="first N training images")
+    result.add_argument("--test_limit", type=int, default=None, help="first N test images")
+    result.add_argument(
         "--workdir", default="runs/cifar_speedrun", help="run directory (results, metrics)"
     )
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    args = parser.parse_args(argv)
+    result.add_argument("--quiet", action="store_true", help="no progress bar")
+    return result
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parser().parse_args(argv)
     if args.seeds < 1:
         raise ConfigError(f"--seeds {args.seeds} must be at least 1.")
     if not args.epochs > 0:

@@ -14,6 +14,7 @@ training time per epoch (and images/s), and writes `results.json`.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import os
 import time
@@ -22,7 +23,6 @@ from jaxdl import cli, models
 from jaxdl.config import TrainConfig
 from jaxdl.errors import ConfigError, NonFiniteError
 from jaxdl.loop import log
-from jaxdl.rundir import RunDir
 from jaxdl.tools import cost
 from jaxdl.train import train_and_evaluate
 
@@ -56,10 +56,15 @@ DEFAULTS = TrainConfig(
 )
 
 
+def parser() -> argparse.ArgumentParser:
+    # --models, not --model: the experiment trains several
+    result = cli.parser(__doc__.splitlines()[0], DEFAULTS, exclude={"model"})
+    result.add_argument("--models", default=",".join(ZOO), help="zoo models to train")
+    return result
+
+
 def main(argv: list[str] | None = None) -> dict:
-    parser = cli.parser(__doc__.splitlines()[0], DEFAULTS)
-    parser.add_argument("--models", default=",".join(ZOO), help="zoo models to train")
-    args = parser.parse_args(argv)
+    args = parser().parse_args(argv)
     base = cli.config_from_args(args, DEFAULTS)
     chosen = args.models.split(",")
     unknown = [name for name in chosen if name not in models.names()]
@@ -109,11 +114,7 @@ def main(argv: list[str] | None = None) -> dict:
             f"{row['forward_gflops']:7.3f} {row['epoch_seconds']:8.1f} "
             f"{row['images_per_second']:6.0f}"
         )
-    results = {"runs": rows, "wall_seconds": time.perf_counter() - start}
-    os.makedirs(base.workdir, exist_ok=True)
-    RunDir(base.workdir).write_results(results)
-    log(f"wall time {results['wall_seconds']:.1f} s; run directory {os.path.abspath(base.workdir)}")
-    return results
+    return cli.finish(base.workdir, {"runs": rows}, start)
 
 
 if __name__ == "__main__":

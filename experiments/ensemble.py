@@ -10,6 +10,7 @@ any classification model and dataset work (`--dataset cifar10 --model resnet20 .
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import os
 import time
@@ -63,10 +64,15 @@ def plot_ensemble(members: list[float], ensembles: list[float], path: str) -> st
     return save_figure(fig, path)
 
 
+def parser() -> argparse.ArgumentParser:
+    # the ensemble is made of the members' saved predictions: they are always saved
+    result = cli.parser(__doc__.splitlines()[0], DEFAULTS, exclude={"save_predictions"})
+    result.add_argument("--members", type=int, default=5, help="models in the ensemble")
+    return result
+
+
 def main(argv: list[str] | None = None) -> dict:
-    parser = cli.parser(__doc__.splitlines()[0], DEFAULTS)
-    parser.add_argument("--members", type=int, default=5, help="models in the ensemble")
-    args = parser.parse_args(argv)
+    args = parser().parse_args(argv)
     options = DEFAULTS.model_options if args.model == DEFAULTS.model else {}
     base = cli.config_from_args(args, DEFAULTS, model_options=options)
     if args.members < 2:
@@ -90,15 +96,9 @@ def main(argv: list[str] | None = None) -> dict:
         f"single models {100 * np.mean(members):.2f} ± {100 * np.std(members):.2f} % (mean ± std); "
         f"ensemble of {args.members}: {100 * ensembles[-1]:.2f} %"
     )
-    plot_ensemble(members, ensembles, os.path.join(base.workdir, "plots", "ensemble.png"))
-    results = {
-        "member_test_accuracies": members,
-        "ensemble_test_accuracies": ensembles,
-        "wall_seconds": time.perf_counter() - start,
-    }
-    RunDir(base.workdir).write_results(results)
-    log(f"wall time {results['wall_seconds']:.1f} s; run directory {os.path.abspath(base.workdir)}")
-    return results
+    plot_ensemble(members, ensembles, os.path.join(RunDir(base.workdir).plots, "ensemble.png"))
+    results = {"member_test_accuracies": members, "ensemble_test_accuracies": ensembles}
+    return cli.finish(base.workdir, results, start)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,8 @@ See the README for the measured test accuracy (the target is at least 99.0 %).
 
 from __future__ import annotations
 
+import argparse
+
 from jaxdl import cli
 from jaxdl.config import TrainConfig
 from jaxdl.train import train_and_evaluate
@@ -25,12 +27,17 @@ DEFAULTS = TrainConfig(
 )
 
 
+def parser() -> argparse.ArgumentParser:
+    # LeNet-5's experiment: the model is not an option, its activation and pooling are
+    result = cli.parser(__doc__.splitlines()[0], DEFAULTS, exclude={"model"})
+    result.add_argument("--act", default="relu", choices=("relu", "tanh"), help="activation")
+    result.add_argument("--pool", default="max", choices=("max", "avg"), help="pooling")
+    return result
+
+
 def main(argv: list[str] | None = None) -> dict:
-    parser = cli.parser(__doc__.splitlines()[0], DEFAULTS)
-    parser.add_argument("--act", default="relu", choices=("relu", "tanh"), help="activation")
-    parser.add_argument("--pool", default="max", choices=("max", "avg"), help="pooling")
-    args = parser.parse_args(argv)
-    options = {"act": args.act, "pool": args.pool} if args.model == "lenet5" else {}
+    args = parser().parse_args(argv)
+    options = {"act": args.act, "pool": args.pool}
     return train_and_evaluate(cli.config_from_args(args, DEFAULTS, model_options=options))
 
 

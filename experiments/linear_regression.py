@@ -54,22 +54,26 @@ def largest_stable_lr(features: np.ndarray) -> float:
     return float(2 / np.linalg.eigvalsh(2 * design.T @ design / len(design)).max())
 
 
-def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(
-        description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+def parser() -> argparse.ArgumentParser:
+    result = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], formatter_class=cli.HelpFormatter
     )
-    parser.add_argument("--steps", type=int, default=20000, help="gradient-descent iterations")
-    parser.add_argument(
+    result.add_argument("--steps", type=int, default=20000, help="gradient-descent iterations")
+    result.add_argument(
         "--lr", type=float, default=0.2, help="learning rate, standardised features"
     )
-    parser.add_argument(
+    result.add_argument(
         "--sweep",
         default="0.005,0.2,0.3",
         help="learning rates for the sweep on standardised features (comma-separated)",
     )
-    parser.add_argument("--seed", type=int, default=0, help="train / test split seed")
-    parser.add_argument("--workdir", default="runs/linear_regression", help="run directory")
-    args = parser.parse_args(argv)
+    result.add_argument("--seed", type=int, default=0, help="train / test split seed")
+    result.add_argument("--workdir", default="runs/linear_regression", help="run directory")
+    return result
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parser().parse_args(argv)
     start = time.perf_counter()
 
     train, test = train_test_split(load_table("diabetes"), 0.2, args.seed)
@@ -131,7 +135,7 @@ def main(argv: list[str] | None = None) -> dict:
             f"({verdict}; gradient descent is stable below lr {stable:.3f})"
         )
 
-    plots = os.path.join(args.workdir, "plots")
+    plots = RunDir(args.workdir).plots
     plot_loss_versus_iteration(
         {
             f"standardised features, lr {args.lr:g}": np.asarray(normalized_losses),

@@ -55,18 +55,22 @@ def accuracy(probability, features, labels) -> float:
     return float(np.mean((np.asarray(probability(features)) > 0.5) == labels))
 
 
-def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(
-        description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+def parser() -> argparse.ArgumentParser:
+    result = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], formatter_class=cli.HelpFormatter
     )
-    parser.add_argument("--steps", type=int, default=3000, help="gradient-descent iterations")
-    parser.add_argument("--lr", type=float, default=0.5, help="learning rate")
-    parser.add_argument("--degree", type=int, default=2, help="polynomial degree for the circles")
-    parser.add_argument("--seed", type=int, default=0, help="split and circles seed")
-    parser.add_argument("--workdir", default="runs/logistic_regression", help="run directory")
-    args = parser.parse_args(argv)
+    result.add_argument("--steps", type=int, default=3000, help="gradient-descent iterations")
+    result.add_argument("--lr", type=float, default=0.5, help="learning rate")
+    result.add_argument("--degree", type=int, default=2, help="polynomial degree for the circles")
+    result.add_argument("--seed", type=int, default=0, help="split and circles seed")
+    result.add_argument("--workdir", default="runs/logistic_regression", help="run directory")
+    return result
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parser().parse_args(argv)
     start = time.perf_counter()
-    plots = os.path.join(args.workdir, "plots")
+    plots = RunDir(args.workdir).plots
     fit = functools.partial(fit_logistic, lr=args.lr, steps=args.steps, seed=args.seed)
     results = {}
 

@@ -6,8 +6,11 @@ Defaults (two hidden layers of 1024 ReLU units, dropout 0.2, Adam with warm-up +
 
 from __future__ import annotations
 
+import argparse
+
 from jaxdl import cli
 from jaxdl.config import TrainConfig
+from jaxdl.errors import ConfigError
 from jaxdl.train import train_and_evaluate
 
 DEFAULTS = TrainConfig(
@@ -22,32 +25,46 @@ DEFAULTS = TrainConfig(
 )
 
 
-def main(argv: list[str] | None = None) -> dict:
-    parser = cli.parser(__doc__.splitlines()[0], DEFAULTS)
-    parser.add_argument(
-        "--widths", default="1024,1024", help="MLP hidden layer widths, comma-separated"
-    )
-    parser.add_argument(
+# the MLP's own options (they shape the MLP only): option -> (model option, default, parse)
+MLP_OPTIONS = {
+    "widths": ("widths", "1024,1024", lambda text: tuple(int(w) for w in text.split(",") if w)),
+    "activation": ("act", "relu", str),
+    "init": ("weight_init", "he", str),
+    "dropout": ("dropout_rate", 0.2, float),
+}
+
+
+def parser() -> argparse.ArgumentParser:
+    result = cli.parser(__doc__.splitlines()[0], DEFAULTS)
+    mlp = result.add_argument_group("MLP options (with --model mlp only)")
+    mlp.add_argument("--widths", help="hidden layer widths, comma-separated (default: 1024,1024)")
+    mlp.add_argument(
         "--activation",
-        default="relu",
         choices=("sigmoid", "tanh", "relu", "leaky_relu", "elu", "maxout"),
-        help="hidden activation",
+        help="hidden activation (default: relu)",
     )
-    parser.add_argument(
-        "--init", default="he", choices=("he", "xavier", "lecun"), help="kernel init"
+    mlp.add_argument(
+        "--init", choices=("he", "xavier", "lecun"), help="kernel initialisation (default: he)"
     )
-    parser.add_argument(
-        "--dropout", type=float, default=0.2, help="dropout rate after each hidden layer"
+    mlp.add_argument(
+        "--dropout", type=float, help="dropout rate after each hidden layer (default: 0.2)"
     )
-    args = parser.parse_args(argv)
+    return result
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parser().parse_args(argv)
+    given = [name for name in MLP_OPTIONS if getattr(args, name) is not None]
     model_options = {}
-    if args.model == "mlp":  # the MLP options above shape the MLP only
-        model_options = {
-            "widths": tuple(int(w) for w in args.widths.split(",") if w),
-            "act": args.activation,
-            "weight_init": args.init,
-            "dropout_rate": args.dropout,
-        }
+    if args.model == "mlp":
+        for name, (option, default, parse) in MLP_OPTIONS.items():
+            value = getattr(args, name)
+            model_options[option] = parse(value) if value is not None else parse(default)
+    elif given:
+        raise ConfigError(
+            f"--{given[0]} shapes the MLP only, not model {args.model!r}; drop it or use "
+            f"--model mlp."
+        )
     config = cli.config_from_args(args, DEFAULTS, model_options=model_options)
     return train_and_evaluate(config)
 

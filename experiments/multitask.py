@@ -15,6 +15,7 @@ the multi-task head.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import os
 import time
@@ -22,7 +23,6 @@ import time
 from jaxdl import cli
 from jaxdl.config import TrainConfig
 from jaxdl.loop import log
-from jaxdl.rundir import RunDir
 from jaxdl.tasks.multihead import CIFAR10_VEHICLE, MultiHead, MultiHeadTask, single_head
 from jaxdl.train import train_and_evaluate
 
@@ -45,12 +45,16 @@ DEFAULTS = TrainConfig(
 UNSUPPORTED = MultiHeadTask.unsupported | {"dataset"}
 
 
-def main(argv: list[str] | None = None) -> dict:
-    parser = cli.parser(__doc__.splitlines()[0], DEFAULTS, exclude=UNSUPPORTED)
-    parser.add_argument(
+def parser() -> argparse.ArgumentParser:
+    result = cli.parser(__doc__.splitlines()[0], DEFAULTS, exclude=UNSUPPORTED)
+    result.add_argument(
         "--super_weight", type=float, default=1.0, help="weight of the super-class head's loss"
     )
-    args = parser.parse_args(argv)
+    return result
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parser().parse_args(argv)
     config = cli.config_from_args(args, DEFAULTS)
     start = time.perf_counter()
     tasks = {
@@ -81,12 +85,8 @@ def main(argv: list[str] | None = None) -> dict:
         "class_multi_task": class_multi,
         "super_single_task": super_single,
         "super_multi_task": super_multi,
-        "wall_seconds": time.perf_counter() - start,
     }
-    RunDir(config.workdir).write_results(results)
-    where = os.path.abspath(config.workdir)
-    log(f"wall time {results['wall_seconds']:.1f} s; run directory {where}")
-    return results
+    return cli.finish(config.workdir, results, start)
 
 
 if __name__ == "__main__":

@@ -13,16 +13,16 @@ Prints a table of final train accuracy, test accuracy and their gap (over-fittin
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import os
 import time
-
-from jaxdl.viz import plot_curves
 
 from jaxdl import cli
 from jaxdl.config import TrainConfig
 from jaxdl.errors import ConfigError
 from jaxdl.loop import log
+from jaxdl.plots.curves import plot_curves
 from jaxdl.rundir import RunDir
 from jaxdl.train import train_and_evaluate
 
@@ -56,10 +56,15 @@ SETTINGS = {
 }
 
 
+def parser() -> argparse.ArgumentParser:
+    # the settings' model options (dropout, batch norm) are vgg_small's: the model is fixed
+    result = cli.parser(__doc__.splitlines()[0], DEFAULTS, exclude={"model"})
+    result.add_argument("--settings", default=",".join(SETTINGS), help="settings to run")
+    return result
+
+
 def main(argv: list[str] | None = None) -> dict:
-    parser = cli.parser(__doc__.splitlines()[0], DEFAULTS)
-    parser.add_argument("--settings", default=",".join(SETTINGS), help="settings to run")
-    args = parser.parse_args(argv)
+    args = parser().parse_args(argv)
     base = cli.config_from_args(args, DEFAULTS)
     chosen = args.settings.split(",")
     unknown = [name for name in chosen if name not in SETTINGS]
@@ -98,11 +103,8 @@ def main(argv: list[str] | None = None) -> dict:
             f"{row['setting']:<15} {100 * row['train_accuracy']:8.2f}% "
             f"{100 * row['test_accuracy']:8.2f}% {100 * gap:6.2f}% {row['epochs_run']:>7}"
         )
-    plot_curves(histories, os.path.join(base.workdir, "plots", "curves.png"))
-    results = {"runs": rows, "wall_seconds": time.perf_counter() - start}
-    RunDir(base.workdir).write_results(results)
-    log(f"wall time {results['wall_seconds']:.1f} s; run directory {os.path.abspath(base.workdir)}")
-    return results
+    plot_curves(histories, os.path.join(RunDir(base.workdir).plots, "curves.png"))
+    return cli.finish(base.workdir, {"runs": rows}, start)
 
 
 if __name__ == "__main__":

@@ -14,6 +14,8 @@ predicted masks), `plots/curves.png` and `results.json` to the run directory.
 
 from __future__ import annotations
 
+import argparse
+
 from jaxdl import cli
 from jaxdl.config import TrainConfig
 from jaxdl.tasks.segmentation import Segmentation
@@ -33,21 +35,23 @@ DEFAULTS = TrainConfig(
 )
 
 
-def main(argv: list[str] | None = None) -> dict:
+def parser() -> argparse.ArgumentParser:
     task = Segmentation()
-    parser = cli.parser(__doc__.splitlines()[0], DEFAULTS, exclude=Segmentation.unsupported)
-    parser.add_argument("--canvas", type=int, default=task.canvas, help="canvas height and width")
-    parser.add_argument("--digits", type=int, default=task.digits, help="digits per canvas")
-    parser.add_argument(
+    result = cli.parser(__doc__.splitlines()[0], DEFAULTS, exclude=Segmentation.unsupported)
+    result.add_argument("--canvas", type=int, default=task.canvas, help="canvas height and width")
+    result.add_argument("--digits", type=int, default=task.digits, help="digits per canvas")
+    result.add_argument(
         "--train_canvases", type=int, default=task.train_canvases, help="training canvases"
     )
-    parser.add_argument(
+    result.add_argument(
         "--test_canvases", type=int, default=task.test_canvases, help="held-out canvases"
     )
-    args = parser.parse_args(argv)
-    # the fcn's stage layout belongs to the fcn: another --model gets its own defaults
-    options = DEFAULTS.model_options if args.model == DEFAULTS.model else {}
-    config = cli.config_from_args(args, DEFAULTS, model_options=options)
+    return result
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parser().parse_args(argv)
+    config = cli.config_from_args(args, DEFAULTS)
     task = Segmentation(args.canvas, args.digits, args.train_canvases, args.test_canvases)
     return train_and_evaluate(config, task)
 

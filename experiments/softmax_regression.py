@@ -7,6 +7,8 @@ See the README for the measured number.
 
 from __future__ import annotations
 
+import argparse
+
 from jaxdl import cli
 from jaxdl.config import TrainConfig
 from jaxdl.train import train_and_evaluate
@@ -23,8 +25,12 @@ DEFAULTS = TrainConfig(
 )
 
 
+def parser() -> argparse.ArgumentParser:
+    return cli.parser(__doc__.splitlines()[0], DEFAULTS)
+
+
 def main(argv: list[str] | None = None) -> dict:
-    args = cli.parser(__doc__.splitlines()[0], DEFAULTS).parse_args(argv)
+    args = parser().parse_args(argv)
     return train_and_evaluate(cli.config_from_args(args, DEFAULTS))
 
 

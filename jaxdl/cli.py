@@ -11,17 +11,20 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import sys
+import time
 import traceback
 from collections.abc import Callable, Collection
 
 from jaxdl.config import DTYPES, TrainConfig
 from jaxdl.distributed.setup import exit_process, in_multiprocess_run, initialize_from_env
 from jaxdl.errors import ConfigError
+from jaxdl.loop import log
 from jaxdl.nn.conv import LAYER_IMPLS
 from jaxdl.optim import OPTIMIZERS, SCHEDULES, WEIGHT_DECAY_MODES
 from jaxdl.parallel import MODES
-from jaxdl.rundir import PREDICTIONS
+from jaxdl.rundir import PREDICTIONS, RunDir
 
 _HELP = {
     "dataset": "TFDS dataset name",
@@ -127,6 +130,15 @@ def config_from_args(args: argparse.Namespace, defaults: TrainConfig, **override
         if hasattr(args, f.name)
     }
     return dataclasses.replace(defaults, **values, **overrides)
+
+
+def finish(workdir: str, results: dict, start: float) -> dict:
+    """The end of a command that compares several runs: its `results` with the wall time since
+    `start` (`time.perf_counter()`) written to `workdir`'s results.json, and one closing line."""
+    results = results | {"wall_seconds": time.perf_counter() - start}
+    RunDir(workdir).write_results(results)
+    log(f"wall time {results['wall_seconds']:.1f} s; run directory {os.path.abspath(workdir)}")
+    return results
 
 
 def run(main: Callable[[], object]) -> None:

@@ -125,7 +125,7 @@ def test_speedrun_tiny(tmp_path, data_dir):
     )
     runs = results["runs"]
     assert [r["seed"] for r in runs] == [0, 1] and all(r["steps"] == 20 for r in runs)
-    assert all(np.isfinite(r["final_train_loss"]) for r in runs)
+    assert all(np.isfinite(r["last_epoch_train_loss"]) for r in runs)
     assert all(0.15 < r["test_accuracy"] <= 1 for r in runs)  # chance is 0.10
     assert (tmp_path / "results.json").exists()
     with pytest.raises(ConfigError, match="--seeds 0"):

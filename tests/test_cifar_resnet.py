@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from experiments import cifar_resnet
-from jaxdl import plots
+from jaxdl.plots import __main__ as plots
 from jaxdl.plots.run import PLOT_FILES
 
 

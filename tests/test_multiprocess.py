@@ -17,7 +17,7 @@ WORKER = [sys.executable, "-m", "tests.multiprocess_worker"]
 
 
 def subprocess_env() -> dict:
-    """This environment without the test session's 8 fake devices (each process chooses its
+    """This environment without the test run's 8 fake devices (each process chooses its
     own count) and without a parent multi-process run."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("JAXDL_")}
     flags = env.get("XLA_FLAGS", "").split()

@@ -244,10 +244,11 @@ def test_forward_flops_count_a_grouped_convolution_as_grouped():
 
     class Grouped(nn.Module):
         groups: int
+        layers: str = "auto"  # forward_flops counts with the plain layers
 
         @nn.compact
         def __call__(self, x, train=False):
-            return Conv(64, 3, groups=self.groups, use_bias=False)(x)
+            return Conv(64, 3, groups=self.groups, use_bias=False, layers=self.layers)(x)
 
     flops = {g: cost.forward_flops(Grouped(g), (1, 8, 8, 64)) for g in (1, 4)}
     assert flops[1] == 2 * 22 * 22 * 64 * 64

@@ -36,8 +36,9 @@ def max_pool(
     On the XLA:CPU path (`jaxdl.nn.conv.use_fast_path` of `layers`) the maximum is taken over
     the window's shifted, strided slices: XLA:CPU's reduce-window is slow and its gradient
     (select-and-scatter) far slower, while slices and elementwise maxima fuse with their
-    neighbours. The values are the same; where several inputs tie for a window's maximum, the gradient goes to
-    the first of them in row-major window order (reduce-window's gradient picks one as well).
+    neighbours. The values are the same; where several inputs tie for a window's maximum, the
+    gradient goes to the first of them in row-major window order (reduce-window's gradient
+    picks one as well).
     """
     extra_h = _ceil_extra(x.shape[1], window, stride, padding) if ceil_mode else 0
     extra_w = _ceil_extra(x.shape[2], window, stride, padding) if ceil_mode else 0

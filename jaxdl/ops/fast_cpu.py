@@ -196,14 +196,11 @@ def rows_per_fold(num_rows: int, channels: int, width: int = SUM_ROW_WIDTH) -> i
 def _channel_sum(m: jax.Array) -> jax.Array:
     """f32[M, C] -> f32[C], the sum over rows.
 
-    XLA:CPU's column reductions are slow, and so (measured) is ones[M] @ m when the output is
-    only C = 16-64 wide, however long M is. So m is
-    viewed as [M / k, k * C] (k rows side by side, up to SUM_ROW_WIDTH floats: a free reshape
-    of the contiguous array), reduced by ones @ that, and the k partial sums are added.
-    Measured (`python -m benchmarks.channel_sums`, batch 128, sum and sum of squares of one
-    activation, against ones @ m and diag(mᵀm)): 32x32x16 1.38 -> 0.51 ms, 16x16x32 1.05 ->
-    0.31, 8x8x64 0.85 -> 0.15, 16x16x128 3.63 -> 1.88; the whole ResNet-20 train step gains
-    0-5 % (1.001, 1.032 and 1.046 in three alternated runs), within the machine's noise."""
+    XLA:CPU's column reductions are slow, and so is ones[M] @ m when the output is only
+    C = 16-64 wide, however long M is. So m is viewed as [M / k, k * C] (k rows side by side,
+    up to SUM_ROW_WIDTH floats: a free reshape of the contiguous array), reduced by ones @
+    that, and the k partial sums are added: 1.4-3.6x faster on ResNet-20's activations
+    (`python -m benchmarks.channel_sums`; BENCHMARKS.md)."""
     num_rows, channels = m.shape
     k = rows_per_fold(num_rows, channels)
     rows = m.reshape(num_rows // k, k * channels)

@@ -41,7 +41,11 @@ class Segmentation(Classification):
     digits: int = 2
     train_canvases: int = 12000
     test_canvases: int = 2000
-    unsupported = frozenset({"dataset", "crop_padding", "flip", "flip_tta", "save_predictions"})
+    # MNIST canvases, per-pixel outputs (the fcn family), no augmentation the masks would have
+    # to follow, no per-pixel probabilities saved
+    unsupported = frozenset(
+        {"dataset", "model", "crop_padding", "flip", "flip_tta", "save_predictions"}
+    )
 
     def options(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
