@@ -102,11 +102,6 @@ class TrainConfig:
         self.optimizer_config().validate()
 
 
-def config_values(config: TrainConfig) -> dict[str, Any]:
-    """The config as JSON-ready values (what `config.json` holds)."""
-    return dataclasses.asdict(config)
-
-
 def config_from_values(values: dict[str, Any]) -> TrainConfig:
     """The `TrainConfig` of `config.json`'s values; keys that are not fields (the data's channel
     statistics, an experiment's own options) are ignored, and JSON lists in `model_options`

@@ -90,6 +90,7 @@ def test_tta_of_a_flip_and_shift_blind_model_is_the_plain_prediction():
     np.testing.assert_allclose(airbench94.tta_logits(predict, images), predict(images), rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_frozen_whitening_zeroes_only_the_whitening_gradients():
     model = models.create("airbench94")
     frozen = model.clone(freeze_whitening=True)
@@ -115,6 +116,7 @@ def test_frozen_whitening_zeroes_only_the_whitening_gradients():
             np.testing.assert_allclose(frozen_grads[path], grad, rtol=1e-5, atol=1e-7)
 
 
+@pytest.mark.slow
 def test_speedrun_tiny(tmp_path, data_dir):
     # 5 epochs of 4 steps: the lookahead average starts at step 5, moves at steps 10, 15 and 20,
     # and the run ends on it, all through the step's donated buffers; epochs 3 and 4 take the

@@ -91,6 +91,7 @@ BUDGETED = TrainConfig(
 )
 
 
+@pytest.mark.slow
 def test_budgeted_run_plans_its_epochs_and_keeps_them_on_resume(tmp_path, data_dir, capsys):
     workdir = str(tmp_path / "run")
     results = train_and_evaluate(dataclasses.replace(BUDGETED, workdir=workdir))

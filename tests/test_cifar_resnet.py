@@ -11,6 +11,9 @@ from experiments import cifar_resnet
 from jaxdl.plots import __main__ as plots
 from jaxdl.plots.run import PLOT_FILES
 
+# one short real CIFAR-10 run (several minutes) serves every test here
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def short_run(tmp_path_factory, data_dir):

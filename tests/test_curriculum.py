@@ -176,6 +176,7 @@ def test_logistic_regression_boundaries(tmp_path):
 
 
 @pytest.mark.parametrize("experiment", [softmax_regression, lenet_mnist])
+@pytest.mark.slow
 def test_mnist_classifiers_tiny(experiment, tmp_path, data_dir):
     results = experiment.main([*TINY_MNIST, "--save_predictions", "--workdir", str(tmp_path)])
     assert results["test_count"] == 500
@@ -185,6 +186,7 @@ def test_mnist_classifiers_tiny(experiment, tmp_path, data_dir):
     np.testing.assert_allclose(probabilities.sum(-1), 1, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_activations_tiny(tmp_path, data_dir):
     args = ["--activations", "sigmoid,relu", "--depth", "4", "--width", "32", *TINY_MNIST]
     results = activations.main([*args, "--workdir", str(tmp_path)])
@@ -196,6 +198,7 @@ def test_activations_tiny(tmp_path, data_dir):
     assert runs[("relu", "he")]["test_accuracy"] > max(0.25, sigmoid["test_accuracy"])
 
 
+@pytest.mark.slow
 def test_segmentation_tiny(tmp_path, data_dir):
     args = ["--train_canvases", "600", "--test_canvases", "100", "--canvas", "32", "--epochs", "4"]
     results = segmentation.main(
@@ -231,6 +234,7 @@ def test_ensemble_tiny(tmp_path, data_dir):
         ensemble.main(["--members", "1", "--workdir", str(tmp_path)])
 
 
+@pytest.mark.slow
 def test_multitask_tiny(tmp_path, data_dir):
     results = multitask.main(["--model", "vgg_small", *TINY_CIFAR, "--workdir", str(tmp_path)])
     # one epoch on 540 images: the plumbing, not the learning (chance 0.1; "animal" always: 0.6)
@@ -239,6 +243,7 @@ def test_multitask_tiny(tmp_path, data_dir):
     assert {"multitask", "class_only", "super_only"} <= {p.name for p in tmp_path.iterdir()}
 
 
+@pytest.mark.slow
 def test_regularization_tiny(tmp_path, data_dir):
     args = ["--settings", "none,dropout,early stopping", *TINY_CIFAR, "--epochs", "2"]
     results = regularization.main([*args, "--workdir", str(tmp_path)])
@@ -249,6 +254,7 @@ def test_regularization_tiny(tmp_path, data_dir):
         regularization.main(["--settings", "mixup", "--workdir", str(tmp_path)])
 
 
+@pytest.mark.slow
 def test_cifar_zoo_tiny(tmp_path, data_dir):
     args = ["--models", "squeezenet_cifar,vgg_small", *TINY_CIFAR, "--workdir", str(tmp_path)]
     results = cifar_zoo.main(args)

@@ -145,6 +145,7 @@ def update_error(state, start, reference):
 
 
 @pytest.mark.parametrize("model_name", ["tiny", "resnet20"])
+@pytest.mark.slow
 def test_train_step_fast_equals_plain(model_name):
     """Same variables (checkpoints move between the two), same step within float32 rounding.
 

@@ -60,6 +60,9 @@ def test_generated_run_learns_and_writes_its_run_directory(tmp_path):
         assert os.path.exists(os.path.join(run.plots, name)), name
 
     # the same command again resumes from the last checkpoint: nothing left to train
-    again = train_and_evaluate(dataclasses.replace(CONFIG, workdir=workdir), Quadrants())
+    again = train_and_evaluate(
+        dataclasses.replace(CONFIG, workdir=workdir, plots=False, save_predictions=False),
+        Quadrants(),
+    )
     assert again["test_accuracy"] == results["test_accuracy"]
     assert again["epochs_run"] == 2

@@ -5,6 +5,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from experiments import mnist_mlp
 from tests.conftest import REPO
 
@@ -83,6 +85,7 @@ def test_help_lists_every_shared_option_with_defaults():
     assert "(default: 20)" in result.stdout
 
 
+@pytest.mark.slow
 def test_diverging_run_stops_with_one_line(tmp_path):
     result = run_cli(
         "--train_limit",

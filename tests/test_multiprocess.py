@@ -31,6 +31,7 @@ def run(command: list[str], timeout: float = 180) -> subprocess.CompletedProcess
     )
 
 
+@pytest.mark.slow
 def test_two_processes_of_two_devices_match_one_process(tmp_path):
     single = run([*WORKER, str(tmp_path / "single.npz"), "--parallel", "single", "--steps", "4"])
     assert single.returncode == 0, single.stderr[-2000:]
@@ -70,6 +71,7 @@ def run_mnist_in_two_processes(workdir, *options: str) -> subprocess.CompletedPr
     return run([*LAUNCH, "--processes", "2", "--", *experiment, *small, *options, *quiet])
 
 
+@pytest.mark.slow
 def test_experiment_runs_as_two_processes(tmp_path, data_dir):
     workdir = tmp_path / "run"
     result = run_mnist_in_two_processes(workdir, "--epochs", "1")
@@ -103,6 +105,7 @@ def test_experiment_runs_as_two_processes(tmp_path, data_dir):
     assert "resuming from" in resumed.stdout and "epoch   2/2" in resumed.stdout
 
 
+@pytest.mark.slow
 def test_budgeted_experiment_plans_alike_in_two_processes(tmp_path, data_dir):
     # Each process times its own steps; process 0's epoch counts (the first plan and the
     # re-plan) are broadcast, or the processes' collectives would fall out of step.

@@ -71,6 +71,7 @@ def float32_trajectories():
 # that the arithmetic itself is the same to 1e-10. A semantic slip (a missing pmean, BatchNorm
 # statistics of one shard) moves parameters by 1e-2 or more.
 @pytest.mark.parametrize("mode", ["pmap", "sharded"])
+@pytest.mark.slow
 def test_one_step_matches_single_device(float32_trajectories, mode):
     params, stats, metrics = float32_trajectories[mode][0]
     ref_params, ref_stats, ref_metrics = float32_trajectories["single"][0]
@@ -80,6 +81,7 @@ def test_one_step_matches_single_device(float32_trajectories, mode):
 
 
 @pytest.mark.parametrize("mode", ["pmap", "sharded"])
+@pytest.mark.slow
 def test_later_steps_track_the_single_device_losses(float32_trajectories, mode):
     # Steps at learning rate 0.1 on random images amplify float32 rounding to ~1e-2 in
     # some BatchNorm offsets in every mode (single included); the losses still agree closely.
@@ -88,6 +90,7 @@ def test_later_steps_track_the_single_device_losses(float32_trajectories, mode):
     np.testing.assert_allclose(losses, reference, rtol=5e-3)
 
 
+@pytest.mark.slow
 def test_pmap_and_sharded_agree_closely(float32_trajectories):
     params, stats, _ = float32_trajectories["pmap"][0]
     ref_params, ref_stats, _ = float32_trajectories["sharded"][0]
@@ -95,6 +98,7 @@ def test_pmap_and_sharded_agree_closely(float32_trajectories):
     chex.assert_trees_all_close(stats, ref_stats, atol=1e-5, rtol=0)
 
 
+@pytest.mark.slow
 def test_float64_modes_are_the_same_arithmetic():
     """The same blocks one per stage, 8x8 images, batch 16, 2 steps (float64 convolutions
     compile and run slowly on CPU)."""
@@ -142,6 +146,7 @@ def test_unknown_mode():
 @pytest.mark.parametrize(
     "writer, reader", [("pmap", "single"), ("single", "sharded"), ("pmap", "sharded")]
 )
+@pytest.mark.slow
 def test_checkpoint_restores_across_modes(tmp_path, writer, reader):
     runner = parallel.create_runner(writer)
     state, _ = runner.train(

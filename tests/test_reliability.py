@@ -178,6 +178,7 @@ def checkpoint_steps(workdir):
     )
 
 
+@pytest.mark.slow
 def test_sigkill_at_several_moments_then_resume_is_bit_identical(tmp_path):
     reference = tmp_path / "uninterrupted"
     assert run_tiny_cli(reference).wait(timeout=120) == 0

@@ -103,7 +103,17 @@ def one_step(model, image_shape, classes, batch=2):
     return jax.jit(train_step)(state, data)
 
 
-@pytest.mark.parametrize("name", sorted(RUN_A_STEP))
+# the five slowest to compile (over ~20 s each) run with the slow tests
+SLOW_STEPS = {"googlenet", "googlenet_cifar", "squeezenet1_1", "resnet50", "densenet121"}
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        pytest.param(name, marks=pytest.mark.slow) if name in SLOW_STEPS else name
+        for name in sorted(RUN_A_STEP)
+    ],
+)
 def test_model_trains_one_step(name):
     image_shape, classes, options = RUN_A_STEP[name]
     model = models.create(name, num_classes=classes, **options)
@@ -141,6 +151,7 @@ def test_big_model_step_shapes(name):
     )
 
 
+@pytest.mark.slow
 def test_bfloat16_computation_keeps_float32_parameters():
     model = models.create("resnet20", num_classes=10, dtype=jnp.bfloat16, stage_sizes=(1, 1, 1))
     state, metrics = one_step(model, (32, 32, 3), 10)

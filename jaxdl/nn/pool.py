@@ -125,11 +125,6 @@ def avg_pool(x: jax.Array, window: int, stride: int | None = None) -> jax.Array:
     return nn.avg_pool(x, (window, window), (stride, stride))
 
 
-def global_avg_pool(x: jax.Array) -> jax.Array:
-    """f32[B, H, W, C] -> f32[B, C]."""
-    return jnp.mean(x, axis=(1, 2))
-
-
 def adaptive_avg_pool(x: jax.Array, output_size: tuple[int, int]) -> jax.Array:
     """PyTorch's AdaptiveAvgPool2d: f32[B, H, W, C] -> f32[B, oh, ow, C]; cell i averages rows
     floor(i * H / oh) .. ceil((i + 1) * H / oh) - 1 (likewise columns)."""

@@ -1,5 +1,6 @@
-"""What a finished classification run's plots are, written to its `plots/` folder: what
-`train_and_evaluate` leaves behind and what `python -m jaxdl.plots RUN_DIR` regenerates."""
+"""What a finished run's plots are, per task, written to its `plots/` folder: what
+`train_and_evaluate` leaves behind (each task's `outputs` calls one of these) and what
+`python -m jaxdl.plots RUN_DIR` regenerates for classification."""
 
 from __future__ import annotations
 
@@ -18,6 +19,28 @@ from jaxdl.plots import images
 from jaxdl.plots.curves import plot_curves, plot_learning_rate
 from jaxdl.state import TrainState
 from jaxdl.tools import introspect
+
+
+def save_curves(out: str, history: list[dict[str, Any]]) -> list[str]:
+    """A run whose outputs are not one set of classes (several heads): its training curves."""
+    return [plot_curves({"run": history}, os.path.join(out, "curves.png"))] if history else []
+
+
+def save_segmentation_plots(
+    out: str,
+    history: list[dict[str, Any]],
+    images: np.ndarray,
+    masks: np.ndarray,
+    predicted: np.ndarray,
+    class_names: tuple[str, ...],
+) -> list[str]:
+    """A segmentation run: held-out canvases uint8[N, H, W, C] with their true and predicted
+    masks i32[N, H, W], and the training curves."""
+    path = os.path.join(out, "segmentation.png")
+    return [images.plot_segmentation(images, masks, predicted, class_names, path)] + save_curves(
+        out, history
+    )
+
 
 PLOT_FILES = (
     "curves.png",

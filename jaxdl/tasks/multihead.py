@@ -11,7 +11,6 @@ data pipeline and the train step stay the ones every classifier uses.
 from __future__ import annotations
 
 import dataclasses
-import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -23,7 +22,7 @@ from jaxdl.data.device import DeviceDataset, Preprocess, eval_batches
 from jaxdl.errors import ConfigError
 from jaxdl.loop import log
 from jaxdl.losses import softmax_cross_entropy
-from jaxdl.plots.curves import plot_curves
+from jaxdl.plots.run import save_curves
 from jaxdl.state import TrainState
 from jaxdl.step import predict
 from jaxdl.tasks.classification import Classification
@@ -148,5 +147,5 @@ class MultiHeadTask(Classification):
             log(f"test accuracy of head {name!r}: {100 * accuracy:.2f} %")
 
     def outputs(self, run: Run, state: Any, test_data: DeviceDataset, history) -> None:
-        if run.config.plots and history:
-            plot_curves({"run": history}, os.path.join(run.rundir.plots, "curves.png"))
+        if run.config.plots:
+            save_curves(run.rundir.plots, history)

@@ -11,7 +11,6 @@ follow), so the task does not offer them.
 from __future__ import annotations
 
 import dataclasses
-import os
 from typing import TYPE_CHECKING, Any
 
 import jax.numpy as jnp
@@ -24,8 +23,7 @@ from jaxdl.data.device import DeviceDataset
 from jaxdl.data.sources import ArrayDataset
 from jaxdl.loop import log
 from jaxdl.metrics import confusion_matrix, intersection_over_union
-from jaxdl.plots.curves import plot_curves
-from jaxdl.plots.images import plot_segmentation
+from jaxdl.plots.run import save_segmentation_plots
 from jaxdl.tasks.classification import Classification, class_probabilities, evaluate
 
 if TYPE_CHECKING:
@@ -118,12 +116,6 @@ class Segmentation(Classification):
         shown = run.test.take(np.arange(min(6, len(run.test))))
         device = DeviceDataset(jnp.asarray(shown.images), jnp.asarray(shown.labels))
         predicted = class_probabilities(state, device, run.preprocess).argmax(-1)
-        plot_segmentation(
-            shown.images,
-            shown.labels,
-            predicted,
-            shown.class_names,
-            os.path.join(run.rundir.plots, "segmentation.png"),
+        save_segmentation_plots(
+            run.rundir.plots, history, shown.images, shown.labels, predicted, shown.class_names
         )
-        if history:
-            plot_curves({"run": history}, os.path.join(run.rundir.plots, "curves.png"))
