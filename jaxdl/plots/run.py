@@ -29,7 +29,7 @@ def save_curves(out: str, history: list[dict[str, Any]]) -> list[str]:
 def save_segmentation_plots(
     out: str,
     history: list[dict[str, Any]],
-    images: np.ndarray,
+    canvases: np.ndarray,
     masks: np.ndarray,
     predicted: np.ndarray,
     class_names: tuple[str, ...],
@@ -37,9 +37,8 @@ def save_segmentation_plots(
     """A segmentation run: held-out canvases uint8[N, H, W, C] with their true and predicted
     masks i32[N, H, W], and the training curves."""
     path = os.path.join(out, "segmentation.png")
-    return [images.plot_segmentation(images, masks, predicted, class_names, path)] + save_curves(
-        out, history
-    )
+    drawn = images.plot_segmentation(canvases, masks, predicted, class_names, path)
+    return [drawn, *save_curves(out, history)]
 
 
 PLOT_FILES = (
