@@ -2,13 +2,12 @@
 
 Field names are the command-line options (`jaxdl.cli` builds each experiment's parser from
 them), and `config.json` in a run directory is this dataclass as JSON, so a run can be read
-back exactly (`load_config`).
+back exactly (`config_from_values(RunDir(path).read_config())`).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from typing import Any
 
@@ -110,9 +109,3 @@ def config_from_values(values: dict[str, Any]) -> TrainConfig:
     config = TrainConfig(**{k: v for k, v in values.items() if k in names})
     options = {k: tuple(v) if isinstance(v, list) else v for k, v in config.model_options.items()}
     return dataclasses.replace(config, model_options=options)
-
-
-def load_config(path: str) -> TrainConfig:
-    """The `TrainConfig` a run wrote to `path` (its `config.json`)."""
-    with open(path) as f:
-        return config_from_values(json.load(f))
