@@ -113,20 +113,20 @@ def _fit(run: Run, evaluators: list, epochs_cap: int) -> FitResult:
     # resumed one keeps the count it has (its checkpoints' schedule), and early stopping, which
     # keeps the best epoch's state across the whole run, is left to run in one piece.
     at_epoch = replan_epoch(config.epochs)
-    if config.time_budget_minutes and resumed is None and not config.early_stopping_patience:
-        if at_epoch is not None:
-            hooks.append(
-                Replan(
-                    at_epoch,
-                    60 * config.time_budget_minutes,
-                    epochs_cap,
-                    config.optimizer_config(),
-                    run.steps,
-                    on_change=lambda epochs: rundir.write_config(
-                        run.config_values() | {"epochs": epochs}
-                    ),
-                )
+    budgeted = config.time_budget_minutes and not config.early_stopping_patience
+    if budgeted and resumed is None and at_epoch is not None:
+        hooks.append(
+            Replan(
+                at_epoch,
+                60 * config.time_budget_minutes,
+                epochs_cap,
+                config.optimizer_config(),
+                run.steps,
+                on_change=lambda epochs: rundir.write_config(
+                    run.config_values() | {"epochs": epochs}
+                ),
             )
+        )
     if run.runner.device_count > 1:
         processes = f" in {jax.process_count()} processes" if jax.process_count() > 1 else ""
         log(f"parallel: {run.runner.mode} over {run.runner.device_count} devices{processes}")

@@ -49,6 +49,19 @@ def ones_batches(steps: int, tree=lambda: {"x": jnp.ones((4, 2))}):
     return lambda epoch, start: (tree() for _ in range(start, steps))
 
 
+def fit_counter(steps: int, epochs: int, **options):
+    """`fit` of a fresh `Counter` with `add_step` over `steps` batches of ones an epoch."""
+    options.setdefault("batches", ones_batches(steps))
+    return fit(
+        counter(),
+        train_step=add_step,
+        steps_per_epoch=steps,
+        epochs=epochs,
+        quiet=True,
+        **options,
+    )
+
+
 class Scripted:
     """An evaluator whose metric follows a script, one value per epoch."""
 
@@ -62,17 +75,13 @@ class Scripted:
 
 def test_selection_min_picks_the_lowest_and_stops_early(tmp_path):
     evaluator = Scripted("val_bits_per_char", [3.0, 2.0, 2.5, 2.6, 2.7, 1.0])
-    result = fit(
-        counter(),
-        train_step=add_step,
-        batches=ones_batches(3),
-        steps_per_epoch=3,
-        epochs=6,
+    result = fit_counter(
+        3,
+        6,
         evaluators=[evaluator],
         selection=Selection("val_bits_per_char", "min"),
         early_stopping_patience=2,
         rundir=RunDir(str(tmp_path)),
-        quiet=True,
     )
     assert [r["epoch"] for r in result.history] == [1, 2, 3, 4]  # no gain after epoch 2
     assert result.best_epoch == 2
@@ -86,15 +95,7 @@ def test_selection_min_picks_the_lowest_and_stops_early(tmp_path):
 
 def test_selection_max_keeps_the_highest():
     evaluator = Scripted("val_accuracy", [0.5, 0.7, 0.6])
-    result = fit(
-        counter(),
-        train_step=add_step,
-        batches=ones_batches(2),
-        steps_per_epoch=2,
-        epochs=3,
-        evaluators=[evaluator],
-        quiet=True,
-    )
+    result = fit_counter(2, 3, evaluators=[evaluator])
     assert result.best_epoch == 2 and len(result.history) == 3
 
 
@@ -105,14 +106,7 @@ def test_batches_may_be_any_tree_of_arrays():
             "boxes": {"xyxy": jnp.ones((4, 3, 4)), "valid": jnp.ones((4, 3), jnp.int32)},
         }
 
-    result = fit(
-        counter(),
-        train_step=add_step,
-        batches=ones_batches(5, tree),
-        steps_per_epoch=5,
-        epochs=2,
-        quiet=True,
-    )
+    result = fit_counter(5, 2, batches=ones_batches(5, tree))
     per_step = 4 * 16 + 4 * 3 * 4 + 4 * 3
     assert float(result.state.total) == 10 * per_step
     assert result.history[-1]["step"] == 10 and result.history[-1]["images_per_second"] > 0
@@ -150,15 +144,7 @@ def double_step(state: Counter, batch) -> tuple[Counter, dict]:
 
 def test_per_step_hooks_and_a_step_swapped_mid_run(capsys):
     every = EveryStep()
-    result = fit(
-        counter(),
-        train_step=add_step,
-        batches=ones_batches(2),
-        steps_per_epoch=2,
-        epochs=3,
-        hooks=[every, SwapStep(3, double_step)],
-        quiet=True,
-    )
+    result = fit_counter(2, 3, hooks=[every, SwapStep(3, double_step)])
     assert every.steps == [1, 2, 3, 4, 5, 6]
     # epochs 1-2: 4 steps of 8; epoch 3: 2 steps of 16; plus 6 x 1000 from the hook
     assert float(result.state.total) == 4 * 8 + 2 * 16 + 6000
@@ -171,15 +157,7 @@ class Shorten(Hook):
 
 
 def test_a_hook_can_change_the_number_of_epochs():
-    result = fit(
-        counter(),
-        train_step=add_step,
-        batches=ones_batches(1),
-        steps_per_epoch=1,
-        epochs=10,
-        hooks=[Shorten()],
-        quiet=True,
-    )
+    result = fit_counter(1, 10, hooks=[Shorten()])
     assert len(result.history) == 3 and result.epochs == 3
 
 
