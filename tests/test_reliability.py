@@ -43,6 +43,10 @@ QUICK = ["--train_limit", "300", "--test_limit", "100", "--epochs", "1", "--quie
         (["--epochs", "0"], "--epochs must be a positive integer, got 0"),
         (["--batch_size", "-4"], "--batch_size must be a positive integer, got -4"),
         (["--workdir", "/proc/jaxdl-cannot-write-here"], "cannot write to the run directory"),
+        (
+            ["--model", "softmax_regression", "--widths", "32"],
+            "--widths shapes the MLP only, not model 'softmax_regression'; drop it or use",
+        ),
     ],
 )
 def test_bad_input_is_one_sentence(tmp_path, data_dir, args, message):
