@@ -6,10 +6,13 @@ export TFDS_DATA_DIR ?= $(abspath ../shared/tfds)
 
 .PHONY: install test test-slow lint bench clean
 
+# The last line builds the oneDNN convolution kernels (jaxdl/ops/onednn/conv.cc, ~5 s), unless
+# they are up to date; if they cannot be built it says why in one line and jaxdl runs on XLA.
 install:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/python -m jaxdl.ops.onednn.build
 
 # Two workers, one test file each (module fixtures such as the short CIFAR-10 run are built once):
 # most of the suite's time is XLA compiling small programs on one thread, so two workers use
@@ -31,4 +34,4 @@ bench:
 	$(BIN)/python -m benchmarks.conv_layers --models resnet20,resnet18_cifar
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .pytest_cache jaxdl/ops/onednn/_build

@@ -1,4 +1,4 @@
-"""Every convolution of a model alone: jaxdl (XLA:CPU) against PyTorch (oneDNN), per pass.
+"""Every convolution of a model alone: jaxdl (XLA:CPU and oneDNN) against PyTorch, per pass.
 
     python -m benchmarks.conv_layers                         # resnet20, batch 128
     python -m benchmarks.conv_layers --models resnet20,resnet18_cifar --rounds 3
@@ -6,8 +6,9 @@
 `benchmarks.train_throughput` says how far jaxdl's train step is from PyTorch's; this says how
 much of that gap is the convolutions themselves. It traces the model (flax's plain layers, eval
 mode) to list its convolutions, then times each distinct one alone, in three passes: forward,
-input gradient and weight gradient. jaxdl's passes are `jax.jit` of the convolution the model
-runs on CPU (`jaxdl.ops.fast_cpu.conv_general_dilated`) and its VJPs; PyTorch's are
+input gradient and weight gradient. jaxdl's passes are `jax.jit` of the convolution a layer
+implementation runs and its VJPs: "xla" is the fast layers' (`jaxdl.ops.fast_cpu`), "onednn"
+the oneDNN kernels' (`jaxdl.ops.onednn`, left out when the library is not built); PyTorch's are
 `torch.nn.functional.conv2d` (channels_last, no grad) and `aten.convolution_backward` asked
 for one gradient at a time, float32, `--threads` threads.
 
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import functools
 import json
 import os
 import statistics
@@ -114,15 +116,18 @@ def time_pass(run, repeats: int, calls: int) -> list[float]:
     return times
 
 
-def jaxdl_passes(layer: dict):
-    """(forward, input grad, weight grad) thunks for jaxdl's convolution, each blocking."""
+def jaxdl_passes(layer: dict, impl: str):
+    """(forward, input grad, weight grad) thunks for jaxdl's convolution on `impl` ("xla" or
+    "onednn"), each blocking."""
     import jax
     import numpy as np
 
-    from jaxdl.ops import fast_cpu
+    from jaxdl.ops import fast_cpu, onednn
+
+    function = onednn.conv_general_dilated if impl == "onednn" else fast_cpu.conv_general_dilated
 
     def conv(x, w):
-        return fast_cpu.conv_general_dilated(
+        return function(
             x,
             w,
             tuple(layer["strides"]),
@@ -192,11 +197,14 @@ def child(framework: str, layers_file: str, repeats: int, calls: int, threads: i
     else:
         import jaxdl  # noqa: F401  (jaxdl's XLA flags, before JAX starts)
 
-        build = jaxdl_passes
+        build = functools.partial(jaxdl_passes, impl=framework)
     result = {}
     for key, layer in layers.items():
         result[key] = [time_pass(run, repeats, calls) for run in build(layer)]
     print("RESULT " + json.dumps(result), flush=True)
+
+
+FRAMEWORKS = ("xla", "onednn", "torch")
 
 
 def run_child(framework: str, layers_file: str, args) -> dict:
@@ -214,7 +222,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5, help="timings per pass per round")
     parser.add_argument("--calls", type=int, default=5, help="calls per timing")
     parser.add_argument("--threads", type=int, default=2, help="PyTorch intra-op threads")
-    parser.add_argument("--child", choices=("jaxdl", "torch"), help=argparse.SUPPRESS)
+    parser.add_argument("--child", choices=FRAMEWORKS, help=argparse.SUPPRESS)
     parser.add_argument("--layers_file", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -226,15 +234,20 @@ def main() -> None:
 
     # Traced in the parent without running anything; the children only time.
     os.environ.setdefault("JAX_PLATFORMS", "cpu")
+    from jaxdl.ops import onednn
+
+    frameworks = ["xla"]
+    print(onednn.status().line())
+    if onednn.status().available:
+        frameworks.append("onednn")
     try:
         import torch
 
-        frameworks = ("jaxdl", "torch")
+        frameworks.append("torch")
         print(
             f"torch {torch.__version__}, {args.threads} threads; each framework in its own process"
         )
     except ImportError:
-        frameworks = ("jaxdl",)
         print("PyTorch is not installed: jaxdl's figures only (pip install torch==2.13.0).")
 
     for model_name in args.models.split(","):
@@ -264,13 +277,14 @@ def main() -> None:
             f"(forward / input grad / weight grad)"
         )
         for key in distinct:
-            line = f"  {counts[key]:2d} x {key:28s} jaxdl " + " / ".join(
-                f"{t:6.2f}" for t in median["jaxdl"][key]
+            line = f"  {counts[key]:2d} x {key:28s}" + "".join(
+                f"  {fw} " + " / ".join(f"{t:6.2f}" for t in median[fw][key]) for fw in frameworks
             )
             if "torch" in median:
-                line += "   torch " + " / ".join(f"{t:6.2f}" for t in median["torch"][key])
-                ratio = sum(median["torch"][key]) / sum(median["jaxdl"][key])
-                line += f"   {ratio:.2f}x"
+                torch_ms = sum(median["torch"][key])
+                line += "  " + " ".join(
+                    f"{fw} {torch_ms / sum(median[fw][key]):.2f}x" for fw in frameworks[:-1]
+                )
             print(line)
         totals = {}
         for framework in frameworks:
@@ -284,11 +298,13 @@ def main() -> None:
                 f"(at most {batch / forward * 1e3:,.0f} img/s)"
             )
         if "torch" in median:
-            (jf, jt), (tf, tt) = totals["jaxdl"], totals["torch"]
-            print(
-                f"{model_name} convolutions alone: jaxdl / torch speed {tt / jt:.2f}x train, "
-                f"{tf / jf:.2f}x eval"
-            )
+            tf, tt = totals["torch"]
+            for framework in frameworks[:-1]:
+                jf, jt = totals[framework]
+                print(
+                    f"{model_name} convolutions alone: jaxdl {framework} / torch speed "
+                    f"{tt / jt:.2f}x train, {tf / jf:.2f}x eval"
+                )
 
 
 if __name__ == "__main__":

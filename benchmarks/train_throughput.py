@@ -7,13 +7,14 @@
 
 For each model (batch 128, airbench94 at its recipe's 1024; float32, SGD with Nesterov momentum 0.9,
 lr 0.1, weight decay 5e-4 as an L2 term, cross-entropy) it builds jaxdl's jitted `train_step` /
-`eval_step` (default layers, and flax's plain layers for reference) and the same network in PyTorch
-in four settings: eager or `torch.compile`, NCHW or channels_last. Every candidate is warmed up
-first (compile time reported apart), then the candidates are timed in turn, repeat after repeat, so
-that the shared machine's drifts fall on all of them alike; each figure is the median (min–max) of
-`--repeats` timings of `--steps` steps, blocked on the result. It also measures an f32 matmul's
-GFLOP/s as the machine's practical peak and gives jaxdl's training GFLOP/s (XLA cost analysis) as a
-share of it.
+`eval_step` (default layers: oneDNN where built; the XLA:CPU "fast" and flax's plain layers for
+reference) and the same network in PyTorch in four settings: eager or `torch.compile`, NCHW or
+channels_last. Every candidate is warmed up first (compile time reported apart), then the
+candidates are timed in turn, repeat after repeat, so that the shared machine's drifts fall on all
+of them alike; each figure is the median (min–max) of `--repeats` timings of `--steps` steps,
+blocked on the result. It also measures an f32 matmul's GFLOP/s as the machine's practical peak
+and gives jaxdl's training GFLOP/s as a share of it (XLA's cost analysis of the step lowered with
+plain layers: it cannot see into the oneDNN kernels' custom calls).
 
 With `--isolate ROUNDS`, every candidate runs in a child process of its own instead, the
 processes in turn for ROUNDS rounds, and the figures pool all rounds. Candidates sharing a
@@ -111,6 +112,11 @@ def jaxdl_candidates(model_name: str, layers: str) -> tuple[Candidate, Candidate
         .compile()
     )
     evaluate = jax.jit(eval_step).lower(state, batch).compile()
+    plain = models.create(model_name, num_classes=10, layers="plain")
+    flops = xla_flops(
+        jax.jit(functools.partial(train_step, l2_weight=WEIGHT_DECAY))
+        .lower(state.replace(apply_fn=plain.apply), batch)
+    )  # fmt: skip
     state, _ = train(state, batch)
     jax.block_until_ready(evaluate(state, batch))
     compile_seconds = time.perf_counter() - start
@@ -130,7 +136,7 @@ def jaxdl_candidates(model_name: str, layers: str) -> tuple[Candidate, Candidate
     return (
         Candidate(label, run_train, compile_seconds, size),
         Candidate(label, run_eval, 0.0, size),
-        xla_flops(train),
+        flops,
         count_params(state.params),
     )
 
@@ -305,6 +311,7 @@ def torch_candidates(model_name: str, compiled: bool, channels_last: bool):
 # Every candidate, by the name its figures are printed under.
 CANDIDATES = (
     "jaxdl",
+    "jaxdl fast layers",
     "jaxdl plain layers",
     "torch eager, NCHW",
     "torch eager, channels_last",
@@ -321,7 +328,7 @@ def measure(model_name: str, args, names: tuple[str, ...]) -> dict:
     trains, evals = [], []
     for name in names:
         if name.startswith("jaxdl"):
-            layers = "plain" if name == "jaxdl plain layers" else "auto"
+            layers = name.removeprefix("jaxdl").removesuffix("layers").strip() or "auto"
             train, evaluate, flops, result["params"]["jaxdl"] = jaxdl_candidates(model_name, layers)
             if layers == "auto":
                 result["flops"] = flops
@@ -432,6 +439,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3, help="steps per timing")
     parser.add_argument("--threads", type=int, default=2, help="PyTorch intra-op threads")
     parser.add_argument("--no_plain", action="store_true", help="skip jaxdl's plain layers")
+    parser.add_argument("--no_fast", action="store_true", help="skip jaxdl's XLA:CPU layers")
     parser.add_argument(
         "--isolate",
         type=int,
@@ -477,6 +485,7 @@ def main() -> None:
         for name in CANDIDATES
         if (torch_version or not name.startswith("torch"))
         and not (args.no_plain and name == "jaxdl plain layers")
+        and not (args.no_fast and name == "jaxdl fast layers")
     ]
 
     if args.isolate:

@@ -56,8 +56,9 @@ _HELP = {
     "jax.jit on a device mesh, the batch split over it. Default single: on CPU, devices share "
     "the same cores, so splitting only adds overhead",
     "dtype": "computation dtype",
-    "layers": "convolution / BatchNorm implementation (jaxdl.nn.conv): fast is written for "
-    "XLA:CPU, plain is flax's; auto: fast on CPU for float32, plain elsewhere (default: "
+    "layers": "convolution / BatchNorm implementation (jaxdl.nn.conv): onednn runs the "
+    "convolutions on oneDNN's kernels, fast is written for XLA:CPU, plain is flax's; auto: "
+    "onednn on CPU for float32 when its library loaded (else fast), plain elsewhere (default: "
     "$JAXDL_LAYERS, else auto)",
     "seed": "random seed (initialisation, split, shuffling, augmentation, dropout)",
     "workdir": "run directory for config, metrics, checkpoints and results; an existing one "

@@ -33,6 +33,7 @@ from jax.sharding import PartitionSpec as P
 
 from jaxdl.errors import ConfigError
 from jaxdl.models.registry import has_field
+from jaxdl.nn.conv import use_fast_path
 from jaxdl.state import TrainState
 from jaxdl.step import classification, eval_step, train_step
 
@@ -52,9 +53,14 @@ def check_divisible(batch_size: int, devices: int, what: str = "batch size") -> 
 
 
 def model_for_mode(model: nn.Module, mode: str) -> nn.Module:
-    """Under pmap, BatchNorm must average its statistics over the pmap axis."""
+    """Under pmap, BatchNorm must average its statistics over the pmap axis. A sharded jit
+    takes XLA's convolutions: XLA cannot partition the oneDNN kernels' custom calls, so it
+    would gather every layer's whole batch onto every device (`jaxdl.ops.onednn`)."""
     if mode == "pmap" and has_field(model, "axis_name"):
         return model.clone(axis_name=PMAP_AXIS)
+    if mode == "sharded" and getattr(model, "layers", None) in ("auto", "onednn"):
+        xla = "fast" if use_fast_path(model.layers, getattr(model, "dtype", "float32")) else "plain"
+        return model.clone(layers=xla)
     return model
 
 

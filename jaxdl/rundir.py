@@ -5,6 +5,8 @@
       metrics.jsonl            one JSON record per epoch: train / validation metrics, timings
       results.json             the final figures (test metrics, times, parameter count)
       test_probabilities.npy   f32[test examples, classes], with --save_predictions
+      conv_choices.json        the convolution kernels each shape ran on (oneDNN or XLA), so a
+                               resumed run takes the same ones (`jaxdl.ops.onednn.tuning`)
       plots/                   PNG figures (`jaxdl.plots`)
       checkpoints/             latest/ and best/ (`jaxdl.checkpoint`)
 
@@ -26,6 +28,7 @@ CONFIG = "config.json"
 METRICS = "metrics.jsonl"
 RESULTS = "results.json"
 PREDICTIONS = "test_probabilities.npy"
+CONV_CHOICES = "conv_choices.json"
 PLOTS = "plots"
 CHECKPOINTS = "checkpoints"
 
@@ -84,6 +87,17 @@ class RunDir:
 
     def read_results(self) -> dict[str, Any]:
         with open(self.file(RESULTS)) as f:
+            return json.load(f)
+
+    def write_conv_choices(self, choices: dict[str, dict[str, str]]) -> None:
+        self._write_json(CONV_CHOICES, choices)
+
+    def read_conv_choices(self) -> dict[str, dict[str, str]]:
+        """The convolution choices a run wrote, or {} if it wrote none."""
+        path = self.file(CONV_CHOICES)
+        if not os.path.exists(path):
+            return {}
+        with open(path) as f:
             return json.load(f)
 
     def save_predictions(self, probabilities: np.ndarray) -> None:

@@ -23,7 +23,9 @@ from jaxdl.build import Run, build
 from jaxdl.checkpoint import Checkpointer, remove_checkpoints
 from jaxdl.config import TrainConfig
 from jaxdl.distributed.setup import is_main_process
-from jaxdl.loop import FitResult, Hook, fit, log
+from jaxdl.loop import FitResult, Hook, Progress, fit, log
+from jaxdl.ops.onednn import tuning
+from jaxdl.rundir import CONV_CHOICES, RunDir
 from jaxdl.state import count_params
 from jaxdl.tasks.classification import CLASSIFICATION
 
@@ -103,12 +105,13 @@ def _fit(run: Run, evaluators: list, epochs_cap: int) -> FitResult:
         state, meta = resumed
         start_epoch, start_index = meta["epoch"], meta["index"]
         history = rundir.read_metrics(before_epoch=start_epoch)
+        tuning.pin(rundir.read_conv_choices())
         log(
             f"resuming from {checkpointer.directory} at step {int(state.step)} "
             f"(epoch {start_epoch}, batch {start_index}); --restart starts over"
         )
     rundir.write_config(run.config_values())
-    hooks: list[Hook] = []
+    hooks: list[Hook] = [RecordConvChoices(rundir)]
     # A budgeted run re-plans its length once, from its own epochs' times (see jaxdl.budget); a
     # resumed one keeps the count it has (its checkpoints' schedule), and early stopping, which
     # keeps the best epoch's state across the whole run, is left to run in one piece.
@@ -155,3 +158,35 @@ def _fit(run: Run, evaluators: list, epochs_cap: int) -> FitResult:
         )
     finally:
         checkpointer.close()
+
+
+class RecordConvChoices(Hook):
+    """Writes the convolution kernels the run's steps were traced with (`jaxdl.ops.onednn.
+    tuning`) to the run directory once they are known and whenever another shape is added,
+    so a resumed run takes the same ones; says once how many shapes run on which."""
+
+    def __init__(self, rundir: RunDir):
+        self.rundir, self.written = rundir, 0
+
+    def _record(self) -> None:
+        choices = tuning.choices()
+        if len(choices) == self.written:
+            return
+        if not self.written:
+            kinds = [set(choice.values()) for choice in choices.values()]
+            onednn = sum(kind == {"onednn"} for kind in kinds)
+            xla = sum(kind == {"xla"} for kind in kinds)
+            log(
+                f"convolutions: {onednn} shapes on oneDNN, {xla} on XLA, "
+                f"{len(kinds) - onednn - xla} mixed ({self.rundir.file(CONV_CHOICES)})"
+            )
+        self.rundir.write_conv_choices(choices)
+        self.written = len(choices)
+
+    def after_step(self, state, step: int):
+        self._record()
+        return state
+
+    def after_epoch(self, progress: Progress) -> Progress:
+        self._record()
+        return progress

@@ -26,6 +26,11 @@ os.environ.setdefault(
     "--xla_force_host_platform_device_count=8",
 )
 
+# The "auto" layers take oneDNN for every convolution it covers instead of timing each new
+# shape against XLA (jaxdl.ops.onednn.tuning): the suite traces hundreds of small shapes, and
+# its results must not depend on which implementation won a timing. The tuning has its own test.
+os.environ.setdefault("JAXDL_CONV_TUNING", "0")
+
 
 @pytest.fixture(scope="session")
 def data_dir() -> str:

@@ -4,11 +4,18 @@ Models never call `flax.linen.Conv` or `flax.linen.BatchNorm` directly: going th
 `BatchNorm` and `ConvBN` here means the convolution and normalisation implementation can be
 changed for the whole zoo in one place.
 
-Two implementations sit behind them: "plain" (`flax.linen.Conv` / `flax.linen.BatchNorm` as
-they are) and "fast" (the same layers and parameters with the convolution's weight gradient and
-BatchNorm's statistics written for XLA:CPU; `jaxdl.ops.fast_cpu` says why and how much). The
-default, "auto", is "fast" on the CPU backend for float32 layers and "plain" everywhere else
-(GPU, TPU, bfloat16, BatchNorm synchronised across devices).
+Three implementations sit behind them:
+
+- "plain": `flax.linen.Conv` / `flax.linen.BatchNorm` as they are (XLA's convolutions);
+- "fast": the same layers and parameters with the convolution's weight gradient and
+  BatchNorm's statistics written for XLA:CPU (`jaxdl.ops.fast_cpu` says why and how much);
+- "onednn": "fast" with the convolutions on oneDNN's kernels through XLA's FFI
+  (`jaxdl.ops.onednn`), falling back to "fast" (and saying so) where the library is missing.
+
+The default, "auto", on the CPU backend for float32 layers, runs each pass of each
+convolution on the faster of oneDNN and XLA for its shape, timed once per machine
+(`jaxdl.ops.onednn.tuning`), or is "fast" when the library did not load; it is "plain"
+everywhere else (GPU, TPU, bfloat16, BatchNorm synchronised across devices).
 
 The choice is a field of every layer and model (`layers`), set once when the model is created
 (`models.create(name, layers=...)`, from the run's `--layers`), as flax's examples hand `conv`
@@ -26,9 +33,10 @@ import jax.numpy as jnp
 
 from jaxdl.errors import ConfigError
 from jaxdl.nn.activations import activation
-from jaxdl.ops import fast_cpu
+from jaxdl.ops import fast_cpu, onednn
+from jaxdl.ops.onednn import tuning
 
-LAYER_IMPLS = ("auto", "fast", "plain")
+LAYER_IMPLS = ("auto", "onednn", "fast", "plain")
 
 
 def check_layer_impl(name: str) -> str:
@@ -49,6 +57,19 @@ def use_fast_path(layers: str, dtype: Any, cross_device: bool = False) -> bool:
     if impl == "fast":
         return True
     return jax.default_backend() == "cpu" and jnp.dtype(dtype) == jnp.float32
+
+
+def conv_function(layers: str, dtype: Any) -> Callable:
+    """The `lax.conv_general_dilated`-compatible function a `Conv` with implementation
+    `layers` and this dtype runs (see the module docstring)."""
+    impl = check_layer_impl(layers)
+    if not use_fast_path(impl, dtype):
+        return jax.lax.conv_general_dilated
+    if impl == "onednn":
+        return onednn.conv_general_dilated
+    if impl == "auto" and onednn.available():
+        return tuning.conv_general_dilated
+    return fast_cpu.conv_general_dilated
 
 
 # He et al. 2015 "fan_out" normal init for ReLU convolutions, as torchvision's ResNet uses.
@@ -97,11 +118,7 @@ class Conv(nn.Module):
             feature_group_count=self.groups,
             kernel_init=self.kernel_init,
             dtype=self.dtype,
-            conv_general_dilated=(
-                fast_cpu.conv_general_dilated
-                if use_fast_path(self.layers, self.dtype)
-                else jax.lax.conv_general_dilated
-            ),
+            conv_general_dilated=conv_function(self.layers, self.dtype),
             name="conv",
         )(x)
 

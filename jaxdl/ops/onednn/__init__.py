@@ -1,0 +1,245 @@
+"""oneDNN convolutions behind `jax.jit`, through XLA's FFI: the "onednn" layer implementation.
+
+`conv_general_dilated` has `lax.conv_general_dilated`'s signature (as `flax.linen.Conv`
+calls it). For a float32 NHWC / HWIO 2-D convolution (any kernel size, strides, explicit or
+asymmetric padding, dilation, groups) it runs oneDNN's forward, backward-data and
+backward-weights kernels (`conv.cc`) as three `jax.ffi.ffi_call`s tied together by a
+`jax.custom_vjp`; everything else (transposed convolutions, other layouts and dtypes) and
+every convolution when the library is missing goes to `jaxdl.ops.fast_cpu`, XLA's path.
+
+Why: XLA:CPU's convolutions are Eigen's, 1.2-3.2x slower per pass than oneDNN's on ResNet
+shapes (BENCHMARKS.md), and PyTorch's CPU convolutions are oneDNN's.
+
+The library is built by `make install` (`python -m jaxdl.ops.onednn.build`); `python -m
+jaxdl.ops.onednn` prints whether it loaded, and why not. `JAXDL_ONEDNN=0` turns it off;
+`JAXDL_ONEDNN_LIBRARY` loads another build. When it cannot load, jaxdl says so in one line
+on stderr the first time a convolution asks for it, and runs on XLA.
+
+Under `jax.vmap` each call loops over the mapped axis (`vmap_method="sequential"`). The
+calls are per device: under `pmap` each device runs its own; a sharded `jit` would gather
+every input onto every device, so `jaxdl.parallel` gives sharded runs the XLA path.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import dataclasses
+import functools
+import os
+import sys
+from pathlib import Path
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from jaxdl.ops import fast_cpu
+
+TARGETS = {
+    "jaxdl_conv_forward": "JaxdlConvForward",
+    "jaxdl_conv_backward_data": "JaxdlConvBackwardData",
+    "jaxdl_conv_backward_weights": "JaxdlConvBackwardWeights",
+}
+PASSES = ("forward", "backward_data", "backward_weights")
+
+
+@dataclasses.dataclass(frozen=True)
+class Status:
+    """Whether the oneDNN kernels are in use, and what they run on."""
+
+    available: bool
+    reason: str  # why not, or where the library was loaded from
+    version: str = ""  # oneDNN's, e.g. "3.2.0"
+    isa: str = ""  # the instruction set oneDNN dispatches to, e.g. "avx512_core_bf16"
+
+    def line(self) -> str:
+        if self.available:
+            return f"oneDNN {self.version} kernels on {self.isa} ({self.reason})"
+        return f"oneDNN kernels unavailable: {self.reason}; convolutions run on XLA"
+
+
+def library_path() -> Path:
+    """The library to load: `$JAXDL_ONEDNN_LIBRARY`, else what `make install` built."""
+    from jaxdl.ops.onednn import build  # not at the top: `python -m ...build` imports us first
+
+    return Path(os.environ.get("JAXDL_ONEDNN_LIBRARY") or build.LIBRARY)
+
+
+@functools.cache
+def _load() -> tuple[Status, ctypes.CDLL | None]:
+    if os.environ.get("JAXDL_ONEDNN", "1") == "0":
+        return Status(False, "turned off by JAXDL_ONEDNN=0"), None
+    path = library_path()
+    if not (sys.platform == "linux" and os.uname().machine == "x86_64"):
+        return Status(False, f"no oneDNN build for {sys.platform} {os.uname().machine}"), None
+    if not path.exists():
+        return Status(False, f"{path} is not built (run make install)"), None
+    try:
+        lib = ctypes.cdll.LoadLibrary(str(path))
+        for target, symbol in TARGETS.items():
+            jax.ffi.register_ffi_target(
+                target, jax.ffi.pycapsule(getattr(lib, symbol)), platform="cpu"
+            )
+    except (OSError, AttributeError) as error:
+        return Status(False, f"{path} did not load ({error})"), None
+    version = ctypes.create_string_buffer(32)
+    lib.jaxdl_onednn_version(version, ctypes.c_size_t(32))
+    lib.jaxdl_onednn_isa.restype = ctypes.c_char_p
+    isa = lib.jaxdl_onednn_isa().decode()
+    return Status(True, str(path), version.value.decode(), isa), lib
+
+
+def status() -> Status:
+    """Loads the library (once) and says whether it is in use."""
+    return _load()[0]
+
+
+@functools.cache
+def available() -> bool:
+    """Whether oneDNN's kernels are in use; the first time they are not, says why on stderr."""
+    current = status()
+    if not current.available:
+        print(f"jaxdl: {current.line()}", file=sys.stderr)
+    return current.available
+
+
+class ConvSpec(NamedTuple):
+    """A convolution's options as the kernels take them (all static)."""
+
+    strides: tuple[int, int]
+    padding: tuple[int, int, int, int]  # top, bottom, left, right
+    dilation: tuple[int, int]
+    groups: int
+
+
+def output_hw(x_shape, kernel_shape, spec: ConvSpec) -> tuple[int, int]:
+    """The output's (height, width) for NHWC input and HWIO kernel shapes."""
+    out = []
+    for axis in (0, 1):
+        size = x_shape[1 + axis] + spec.padding[2 * axis] + spec.padding[2 * axis + 1]
+        span = (kernel_shape[axis] - 1) * spec.dilation[axis] + 1
+        out.append((size - span) // spec.strides[axis] + 1)
+    return out[0], out[1]
+
+
+def _attributes(spec: ConvSpec) -> dict:
+    return {
+        "strides": np.asarray(spec.strides, np.int64),
+        "padding": np.asarray(spec.padding, np.int64),
+        "dilation": np.asarray(spec.dilation, np.int64),
+        "groups": np.int64(spec.groups),
+    }
+
+
+def _call(target: str, shape, *operands, spec: ConvSpec) -> jax.Array:
+    result = jax.ShapeDtypeStruct(tuple(shape), jnp.float32)
+    return jax.ffi.ffi_call(target, result, vmap_method="sequential")(
+        *operands, **_attributes(spec)
+    )
+
+
+def forward(x: jax.Array, kernel: jax.Array, spec: ConvSpec) -> jax.Array:
+    """f32[N, H, W, C] * f32[kh, kw, C / groups, F] -> f32[N, H', W', F]."""
+    height, width = output_hw(x.shape, kernel.shape, spec)
+    return _call("jaxdl_conv_forward", (x.shape[0], height, width, kernel.shape[3]), x, kernel,
+                 spec=spec)  # fmt: skip
+
+
+def backward_data(dy: jax.Array, kernel: jax.Array, x_shape, spec: ConvSpec) -> jax.Array:
+    """The input gradient f32[N, H, W, C] from the output gradient f32[N, H', W', F]."""
+    return _call("jaxdl_conv_backward_data", x_shape, dy, kernel, spec=spec)
+
+
+def backward_weights(x: jax.Array, dy: jax.Array, kernel_shape, spec: ConvSpec) -> jax.Array:
+    """The kernel gradient f32[kh, kw, C / groups, F] from the input and output gradient."""
+    return _call("jaxdl_conv_backward_weights", kernel_shape, x, dy, spec=spec)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def conv(x: jax.Array, kernel: jax.Array, spec: ConvSpec) -> jax.Array:
+    """The oneDNN convolution with its gradients, f32[N, H, W, C] -> f32[N, H', W', F]."""
+    return forward(x, kernel, spec)
+
+
+def _conv_fwd(x, kernel, spec):
+    return forward(x, kernel, spec), (x, kernel)
+
+
+def _conv_bwd(spec, residuals, dy):
+    x, kernel = residuals
+    return backward_data(dy, kernel, x.shape, spec), backward_weights(x, dy, kernel.shape, spec)
+
+
+conv.defvjp(_conv_fwd, _conv_bwd)
+
+
+_NHWC_HWIO = lax.ConvDimensionNumbers((0, 3, 1, 2), (3, 2, 0, 1), (0, 3, 1, 2))
+
+
+def conv_spec(
+    lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation, dimension_numbers,
+    feature_group_count, batch_group_count, precision, preferred_element_type,
+) -> ConvSpec | None:  # fmt: skip
+    """The `ConvSpec` of a `lax.conv_general_dilated` call the kernels cover, else None."""
+    if lhs.ndim != 4 or rhs.ndim != 4 or batch_group_count != 1:
+        return None
+    if precision is not None or preferred_element_type is not None:
+        return None
+    if lhs.dtype != jnp.float32 or rhs.dtype != jnp.float32 or lhs.size == 0 or rhs.size == 0:
+        return None
+    if lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers) != _NHWC_HWIO:
+        return None
+    if any(d != 1 for d in (lhs_dilation or (1, 1))):
+        return None  # a transposed convolution: XLA's
+    dilation = tuple(int(d) for d in (rhs_dilation or (1, 1)))
+    if isinstance(padding, str):
+        spans = [(k - 1) * d + 1 for k, d in zip(rhs.shape[:2], dilation, strict=True)]
+        padding = lax.padtype_to_pads(lhs.shape[1:3], spans, window_strides, padding)
+    pads = tuple(int(p) for pair in padding for p in pair)
+    if any(p < 0 for p in pads):
+        return None
+    spec = ConvSpec(tuple(int(s) for s in window_strides), pads, dilation, int(feature_group_count))
+    if min(output_hw(lhs.shape, rhs.shape, spec)) < 1:
+        return None
+    return spec
+
+
+def conv_general_dilated(
+    lhs,
+    rhs,
+    window_strides,
+    padding,
+    lhs_dilation=None,
+    rhs_dilation=None,
+    dimension_numbers=None,
+    feature_group_count=1,
+    batch_group_count=1,
+    precision=None,
+    preferred_element_type=None,
+):
+    """`lax.conv_general_dilated` on oneDNN where it covers the call, else on XLA's path
+    (`jaxdl.ops.fast_cpu.conv_general_dilated`)."""
+    args = (lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation, dimension_numbers,
+            feature_group_count, batch_group_count, precision, preferred_element_type)  # fmt: skip
+    spec = conv_spec(*args)
+    if spec is None or not available():
+        return fast_cpu.conv_general_dilated(*args)
+    return conv(lhs, rhs, spec)
+
+
+def implementation(pass_name: str, x_shape, kernel_shape, spec: ConvSpec) -> str:
+    """The oneDNN implementation one pass of a convolution runs (e.g. "brg:avx512_core"), as
+    oneDNN names it; creates (and caches) its primitive."""
+    lib = _load()[1]
+    if lib is None:
+        return "unavailable"
+    height, width = output_hw(x_shape, kernel_shape, spec)
+    dims = (*x_shape, kernel_shape[0], kernel_shape[1], kernel_shape[3], height, width,
+            *spec.strides, *spec.padding, *spec.dilation, spec.groups)  # fmt: skip
+    out = ctypes.create_string_buffer(256)
+    lib.jaxdl_conv_implementation(
+        PASSES.index(pass_name), (ctypes.c_int64 * len(dims))(*dims), out, ctypes.c_size_t(256)
+    )
+    return out.value.decode()

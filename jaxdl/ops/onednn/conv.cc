@@ -1,0 +1,347 @@
+// oneDNN convolutions as XLA FFI handlers: forward, backward-data and backward-weights on
+// NHWC activations and HWIO kernels, float32.
+//
+// Built by `python -m jaxdl.ops.onednn.build` (what `make install` runs) and loaded by
+// `jaxdl.ops.onednn`, which registers the handlers below with `jax.ffi.register_ffi_target`.
+//
+// Why the weights go through a reorder: oneDNN's fast kernels (brgconv / jit:avx512_core,
+// avx2, amx) want the weights in a blocked layout of their own. Forcing HWIO makes oneDNN fall
+// back to its gemm kernels, slower than XLA's. So every primitive is created with
+// `format_tag::any` for the weights, and the kernel is reordered from (or, for the weight
+// gradient, to) HWIO around the call: a pass over the kernel, small next to the convolution.
+// Activations stay NHWC (what XLA hands us), which oneDNN's kernels take directly.
+//
+// Primitives are created once per shape and options and kept in a cache guarded by a mutex:
+// XLA:CPU runs the programs of several (fake) devices on several threads at once. Scratch
+// memory is per calling thread, so one primitive can run on two threads at the same time.
+
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <tuple>
+#include <unordered_map>
+#include <vector>
+
+#include "oneapi/dnnl/dnnl.hpp"
+#include "xla/ffi/api/ffi.h"
+
+namespace ffi = xla::ffi;
+
+namespace {
+
+using dnnl::memory;
+using tag = dnnl::memory::format_tag;
+
+enum class Pass : int { kForward = 0, kBackwardData = 1, kBackwardWeights = 2 };
+
+// Everything that decides a primitive: the pass, the shapes and the convolution's options.
+struct ConvKey {
+  int pass;
+  int64_t n, h, w, c, kh, kw, f, oh, ow;
+  int64_t stride_h, stride_w, pad_top, pad_bottom, pad_left, pad_right, dil_h, dil_w, groups;
+
+  auto tie() const {
+    return std::tie(pass, n, h, w, c, kh, kw, f, oh, ow, stride_h, stride_w, pad_top, pad_bottom,
+                    pad_left, pad_right, dil_h, dil_w, groups);
+  }
+  bool operator<(const ConvKey& other) const { return tie() < other.tie(); }
+};
+
+// One pass's primitive, the HWIO kernel as the user holds it, and the reorder between that
+// and the primitive's preferred kernel layout (empty when they are the same).
+struct ConvPrimitive {
+  dnnl::primitive primitive;
+  memory::desc user_kernel;
+  memory::desc kernel;
+  memory::desc src, dst;
+  bool reorder_kernel = false;
+  dnnl::reorder kernel_reorder;
+  size_t scratchpad_bytes = 0;
+  std::string implementation;
+};
+
+dnnl::engine& cpu_engine() {
+  static dnnl::engine engine(dnnl::engine::kind::cpu, 0);
+  return engine;
+}
+
+// A growing, 64-byte-aligned buffer per thread and purpose (kernel copy, scratchpad).
+struct ThreadBuffer {
+  void* data = nullptr;
+  size_t size = 0;
+  ~ThreadBuffer() { std::free(data); }
+  void* get(size_t bytes) {
+    if (bytes > size) {
+      std::free(data);
+      size = (bytes + 63) / 64 * 64;
+      data = std::aligned_alloc(64, size);
+    }
+    return data;
+  }
+};
+
+thread_local ThreadBuffer kernel_buffer;
+thread_local ThreadBuffer scratch_buffer;
+
+memory::desc nhwc(int64_t n, int64_t c, int64_t h, int64_t w) {
+  return memory::desc({n, c, h, w}, memory::data_type::f32, tag::nhwc);
+}
+
+// The HWIO kernel f32[kh, kw, c / groups, f] as oneDNN sees it: [f, c, kh, kw] in hwio order,
+// or with groups [g, f / g, c / g, kh, kw] in hwigo order (output channel = g * f / g + o).
+memory::desc hwio(const ConvKey& k) {
+  if (k.groups == 1) return memory::desc({k.f, k.c, k.kh, k.kw}, memory::data_type::f32, tag::hwio);
+  return memory::desc({k.groups, k.f / k.groups, k.c / k.groups, k.kh, k.kw},
+                      memory::data_type::f32, tag::hwigo);
+}
+
+memory::desc any_kernel(const ConvKey& k) {
+  if (k.groups == 1) return memory::desc({k.f, k.c, k.kh, k.kw}, memory::data_type::f32, tag::any);
+  return memory::desc({k.groups, k.f / k.groups, k.c / k.groups, k.kh, k.kw},
+                      memory::data_type::f32, tag::any);
+}
+
+dnnl::primitive_attr user_scratchpad() {
+  dnnl::primitive_attr attr;
+  attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+  return attr;
+}
+
+std::shared_ptr<ConvPrimitive> create_primitive(const ConvKey& k) {
+  auto& engine = cpu_engine();
+  memory::dims strides = {k.stride_h, k.stride_w};
+  memory::dims dilation = {k.dil_h - 1, k.dil_w - 1};  // oneDNN counts the gaps: 0 = none
+  memory::dims pad_l = {k.pad_top, k.pad_left};
+  memory::dims pad_r = {k.pad_bottom, k.pad_right};
+  auto src = nhwc(k.n, k.c, k.h, k.w);
+  auto dst = nhwc(k.n, k.f, k.oh, k.ow);
+  auto attr = user_scratchpad();
+  dnnl::convolution_forward::primitive_desc forward(
+      engine, dnnl::prop_kind::forward_training, dnnl::algorithm::convolution_direct, src,
+      any_kernel(k), memory::desc(), dst, strides, dilation, pad_l, pad_r, attr);
+
+  auto result = std::make_shared<ConvPrimitive>();
+  result->user_kernel = hwio(k);
+  result->src = src;
+  result->dst = dst;
+  if (k.pass == static_cast<int>(Pass::kForward)) {
+    result->primitive = dnnl::convolution_forward(forward);
+    result->kernel = forward.weights_desc();
+    result->scratchpad_bytes = forward.scratchpad_desc().get_size();
+    result->implementation = forward.impl_info_str();
+  } else if (k.pass == static_cast<int>(Pass::kBackwardData)) {
+    dnnl::convolution_backward_data::primitive_desc backward(
+        engine, dnnl::algorithm::convolution_direct, src, any_kernel(k), dst, strides, dilation,
+        pad_l, pad_r, forward, attr);
+    result->primitive = dnnl::convolution_backward_data(backward);
+    result->kernel = backward.weights_desc();
+    result->scratchpad_bytes = backward.scratchpad_desc().get_size();
+    result->implementation = backward.impl_info_str();
+  } else {
+    dnnl::convolution_backward_weights::primitive_desc backward(
+        engine, dnnl::algorithm::convolution_direct, src, any_kernel(k), memory::desc(), dst,
+        strides, dilation, pad_l, pad_r, forward, attr);
+    result->primitive = dnnl::convolution_backward_weights(backward);
+    result->kernel = backward.diff_weights_desc();
+    result->scratchpad_bytes = backward.scratchpad_desc().get_size();
+    result->implementation = backward.impl_info_str();
+  }
+  result->reorder_kernel = result->kernel != result->user_kernel;
+  if (result->reorder_kernel) {
+    bool to_user = k.pass == static_cast<int>(Pass::kBackwardWeights);
+    dnnl::reorder::primitive_desc reorder(
+        engine, to_user ? result->kernel : result->user_kernel, engine,
+        to_user ? result->user_kernel : result->kernel);
+    result->kernel_reorder = dnnl::reorder(reorder);
+  }
+  return result;
+}
+
+std::mutex cache_mutex;
+std::map<ConvKey, std::shared_ptr<ConvPrimitive>>& cache() {
+  static auto* primitives = new std::map<ConvKey, std::shared_ptr<ConvPrimitive>>();
+  return *primitives;
+}
+
+std::shared_ptr<ConvPrimitive> cached_primitive(const ConvKey& key) {
+  {
+    std::lock_guard<std::mutex> lock(cache_mutex);
+    auto found = cache().find(key);
+    if (found != cache().end()) return found->second;
+  }
+  auto created = create_primitive(key);  // outside the lock: creation can take milliseconds
+  std::lock_guard<std::mutex> lock(cache_mutex);
+  return cache().emplace(key, created).first->second;
+}
+
+ffi::Error check_options(ffi::Span<const int64_t> strides, ffi::Span<const int64_t> padding,
+                         ffi::Span<const int64_t> dilation, int64_t groups) {
+  if (strides.size() != 2 || padding.size() != 4 || dilation.size() != 2 || groups < 1) {
+    return ffi::Error::InvalidArgument(
+        "jaxdl oneDNN convolution: strides (2), padding (4), dilation (2) and groups >= 1");
+  }
+  return ffi::Error::Success();
+}
+
+// The key of a convolution from its NHWC input dims, HWIO kernel dims and NHWC output dims.
+ConvKey make_key(Pass pass, ffi::Span<const int64_t> x, ffi::Span<const int64_t> kernel,
+                 ffi::Span<const int64_t> y, ffi::Span<const int64_t> strides,
+                 ffi::Span<const int64_t> padding, ffi::Span<const int64_t> dilation,
+                 int64_t groups) {
+  return ConvKey{static_cast<int>(pass), x[0], x[1], x[2], x[3], kernel[0], kernel[1], kernel[3],
+                 y[1], y[2], strides[0], strides[1], padding[0], padding[1], padding[2],
+                 padding[3], dilation[0], dilation[1], groups};
+}
+
+// Runs `p` with `args`, the kernel argument (`kernel_arg`) bound to the user's HWIO buffer
+// through the reorder when the primitive wants another layout.
+ffi::Error run(const ConvPrimitive& p, std::unordered_map<int, memory> args, int kernel_arg,
+               void* user_kernel, bool kernel_is_output) {
+  try {
+    auto& engine = cpu_engine();
+    dnnl::stream stream(engine);
+    memory user(p.user_kernel, engine, user_kernel);
+    memory kernel = user;
+    if (p.reorder_kernel) {
+      kernel = memory(p.kernel, engine, kernel_buffer.get(p.kernel.get_size()));
+      if (!kernel_is_output) p.kernel_reorder.execute(stream, user, kernel);
+    }
+    args.insert({kernel_arg, kernel});
+    if (p.scratchpad_bytes > 0) {
+      memory::desc scratch({static_cast<int64_t>(p.scratchpad_bytes)}, memory::data_type::u8,
+                           tag::x);
+      args.insert({DNNL_ARG_SCRATCHPAD,
+                   memory(scratch, engine, scratch_buffer.get(p.scratchpad_bytes))});
+    }
+    p.primitive.execute(stream, args);
+    if (p.reorder_kernel && kernel_is_output) p.kernel_reorder.execute(stream, kernel, user);
+    stream.wait();
+  } catch (const dnnl::error& error) {
+    return ffi::Error::Internal(std::string("oneDNN: ") + error.what());
+  }
+  return ffi::Error::Success();
+}
+
+ffi::Error ConvForwardImpl(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> kernel,
+                           ffi::ResultBuffer<ffi::F32> y, ffi::Span<const int64_t> strides,
+                           ffi::Span<const int64_t> padding, ffi::Span<const int64_t> dilation,
+                           int64_t groups) {
+  if (auto error = check_options(strides, padding, dilation, groups); error.failure()) return error;
+  ConvKey key = make_key(Pass::kForward, x.dimensions(), kernel.dimensions(), y->dimensions(),
+                         strides, padding, dilation, groups);
+  std::shared_ptr<ConvPrimitive> p;
+  try {
+    p = cached_primitive(key);
+  } catch (const dnnl::error& error) {
+    return ffi::Error::Internal(std::string("oneDNN forward: ") + error.what());
+  }
+  auto& engine = cpu_engine();
+  return run(*p,
+             {{DNNL_ARG_SRC, memory(p->src, engine, x.typed_data())},
+              {DNNL_ARG_DST, memory(p->dst, engine, y->typed_data())}},
+             DNNL_ARG_WEIGHTS, kernel.typed_data(), false);
+}
+
+ffi::Error ConvBackwardDataImpl(ffi::Buffer<ffi::F32> dy, ffi::Buffer<ffi::F32> kernel,
+                                ffi::ResultBuffer<ffi::F32> dx, ffi::Span<const int64_t> strides,
+                                ffi::Span<const int64_t> padding,
+                                ffi::Span<const int64_t> dilation, int64_t groups) {
+  if (auto error = check_options(strides, padding, dilation, groups); error.failure()) return error;
+  ConvKey key = make_key(Pass::kBackwardData, dx->dimensions(), kernel.dimensions(),
+                         dy.dimensions(), strides, padding, dilation, groups);
+  std::shared_ptr<ConvPrimitive> p;
+  try {
+    p = cached_primitive(key);
+  } catch (const dnnl::error& error) {
+    return ffi::Error::Internal(std::string("oneDNN backward data: ") + error.what());
+  }
+  auto& engine = cpu_engine();
+  return run(*p,
+             {{DNNL_ARG_DIFF_DST, memory(p->dst, engine, dy.typed_data())},
+              {DNNL_ARG_DIFF_SRC, memory(p->src, engine, dx->typed_data())}},
+             DNNL_ARG_WEIGHTS, kernel.typed_data(), false);
+}
+
+ffi::Error ConvBackwardWeightsImpl(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> dy,
+                                   ffi::ResultBuffer<ffi::F32> dkernel,
+                                   ffi::Span<const int64_t> strides,
+                                   ffi::Span<const int64_t> padding,
+                                   ffi::Span<const int64_t> dilation, int64_t groups) {
+  if (auto error = check_options(strides, padding, dilation, groups); error.failure()) return error;
+  ConvKey key = make_key(Pass::kBackwardWeights, x.dimensions(), dkernel->dimensions(),
+                         dy.dimensions(), strides, padding, dilation, groups);
+  std::shared_ptr<ConvPrimitive> p;
+  try {
+    p = cached_primitive(key);
+  } catch (const dnnl::error& error) {
+    return ffi::Error::Internal(std::string("oneDNN backward weights: ") + error.what());
+  }
+  auto& engine = cpu_engine();
+  return run(*p,
+             {{DNNL_ARG_SRC, memory(p->src, engine, x.typed_data())},
+              {DNNL_ARG_DIFF_DST, memory(p->dst, engine, dy.typed_data())}},
+             DNNL_ARG_DIFF_WEIGHTS, dkernel->typed_data(), true);
+}
+
+}  // namespace
+
+#define JAXDL_CONV_BINDING                            \
+  ffi::Ffi::Bind()                                    \
+      .Arg<ffi::Buffer<ffi::F32>>()                   \
+      .Arg<ffi::Buffer<ffi::F32>>()                   \
+      .Ret<ffi::Buffer<ffi::F32>>()                   \
+      .Attr<ffi::Span<const int64_t>>("strides")      \
+      .Attr<ffi::Span<const int64_t>>("padding")      \
+      .Attr<ffi::Span<const int64_t>>("dilation")     \
+      .Attr<int64_t>("groups")
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxdlConvForward, ConvForwardImpl,
+                              JAXDL_CONV_BINDING);
+XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxdlConvBackwardData, ConvBackwardDataImpl,
+                              JAXDL_CONV_BINDING);
+XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxdlConvBackwardWeights, ConvBackwardWeightsImpl,
+                              JAXDL_CONV_BINDING);
+
+// What each pass of a convolution runs on: oneDNN's implementation name (e.g.
+// "brg:avx512_core"), for `python -m jaxdl.ops.onednn` and the benchmarks. Writes at most
+// `size` bytes including the terminating zero; returns 0, or 1 if oneDNN refused the shape.
+extern "C" int jaxdl_conv_implementation(int pass, const int64_t* dims, char* out, size_t size) {
+  ConvKey key{pass,     dims[0],  dims[1],  dims[2],  dims[3],  dims[4],  dims[5],
+              dims[6],  dims[7],  dims[8],  dims[9],  dims[10], dims[11], dims[12],
+              dims[13], dims[14], dims[15], dims[16], dims[17]};
+  try {
+    std::snprintf(out, size, "%s", cached_primitive(key)->implementation.c_str());
+  } catch (const dnnl::error& error) {
+    std::snprintf(out, size, "%s", error.what());
+    return 1;
+  }
+  return 0;
+}
+
+// oneDNN's version, "major.minor.patch".
+extern "C" void jaxdl_onednn_version(char* out, size_t size) {
+  const dnnl_version_t* v = dnnl_version();
+  std::snprintf(out, size, "%d.%d.%d", v->major, v->minor, v->patch);
+}
+
+// The instruction set oneDNN dispatches to on this CPU.
+extern "C" const char* jaxdl_onednn_isa() {
+  switch (dnnl::get_effective_cpu_isa()) {
+    case dnnl::cpu_isa::sse41: return "sse41";
+    case dnnl::cpu_isa::avx: return "avx";
+    case dnnl::cpu_isa::avx2: return "avx2";
+    case dnnl::cpu_isa::avx2_vnni: return "avx2_vnni";
+    case dnnl::cpu_isa::avx2_vnni_2: return "avx2_vnni_2";
+    case dnnl::cpu_isa::avx512_core: return "avx512_core";
+    case dnnl::cpu_isa::avx512_core_vnni: return "avx512_core_vnni";
+    case dnnl::cpu_isa::avx512_core_bf16: return "avx512_core_bf16";
+    case dnnl::cpu_isa::avx512_core_fp16: return "avx512_core_fp16";
+    case dnnl::cpu_isa::avx512_core_amx: return "avx512_core_amx";
+    case dnnl::cpu_isa::avx512_core_amx_fp16: return "avx512_core_amx_fp16";
+    default: return "default";
+  }
+}

@@ -1,0 +1,290 @@
+"""The faster of oneDNN and XLA for each convolution and pass, timed once per machine.
+
+No one implementation wins every shape: oneDNN's kernels are 1.2-3x faster than XLA:CPU's on
+ResNet-20's convolutions, while XLA's are faster on 4x4x512 maps (BENCHMARKS.md). So the
+"auto" layer implementation asks `choose` for each convolution it traces: the implementation
+of each pass (forward, input gradient, weight gradient) that ran faster when this shape was
+timed, as cuDNN's autotuner / `torch.backends.cudnn.benchmark` do.
+
+A pass of a shape is timed the first time a step that uses it is traced (both implementations,
+jitted alone, median of 3 timings of 3 calls after a warm-up; an evaluation step times only the
+forward pass), and the choice is remembered:
+
+* in this process, so every later trace of that shape takes the same kernels;
+* on disk, in `$JAXDL_CACHE_DIR/conv_choices.json` (default `~/.cache/jaxdl`), keyed by the
+  CPU model, the instruction set oneDNN dispatches to and the oneDNN and jaxlib versions, so
+  the next run on this machine does not time it again;
+* in the run directory (`conv_choices.json`, written by `jaxdl.train`), so a resumed run takes
+  exactly the kernels the run started with (`pin`) and stays bit-identical.
+
+Each pass timed is printed in one line, and a run's log says how many shapes run on which.
+Override a choice by editing either file, all of them by choosing the layers (`--layers onednn`
+for oneDNN everywhere it covers, `--layers fast` for XLA's). `JAXDL_CONV_TUNING=0` skips the
+timing and takes oneDNN wherever it covers the call (the test suite does, so that its many
+small models are not each timed).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxdl.ops import fast_cpu, onednn
+from jaxdl.ops.onednn import ConvSpec
+
+IMPLEMENTATIONS = ("onednn", "xla")
+PASSES = ("forward", "backward_data", "backward_weights")
+
+
+def shape_key(x_shape, kernel_shape, spec: ConvSpec) -> str:
+    """A readable key, e.g. "128x32x32x16*3x3x16x16 s1x1 p1x1x1x1 d1x1 g1"."""
+    join = lambda values: "x".join(str(int(v)) for v in values)
+    return (
+        f"{join(x_shape)}*{join(kernel_shape)} s{join(spec.strides)} p{join(spec.padding)} "
+        f"d{join(spec.dilation)} g{spec.groups}"
+    )
+
+
+def cpu_model() -> str:
+    """The CPU's model name (from /proc/cpuinfo on Linux), else the platform's."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine_key() -> str:
+    """What a timing is only valid for: CPU, oneDNN's ISA and version, jaxlib's version."""
+    import jaxlib
+
+    status = onednn.status()
+    return f"{cpu_model()} | {status.isa} | oneDNN {status.version} | jaxlib {jaxlib.__version__}"
+
+
+def cache_file() -> Path:
+    directory = os.environ.get("JAXDL_CACHE_DIR") or Path.home() / ".cache" / "jaxdl"
+    return Path(directory) / "conv_choices.json"
+
+
+_lock = threading.Lock()
+_made: dict[str, dict[str, str]] = {}  # {shape key: {pass: impl}} used in this process
+
+
+def choices() -> dict[str, dict[str, str]]:
+    """The choices this process has used so far: {shape key: {pass: "onednn" | "xla"}}."""
+    with _lock:
+        return {key: dict(sorted(value.items())) for key, value in sorted(_made.items())}
+
+
+def pin(values: dict[str, dict[str, str]]) -> None:
+    """Makes these choices (as `choices()` returns them) win over the disk cache and over
+    timing: a resumed run takes the kernels its checkpoints were trained with."""
+    for key, value in values.items():
+        _check(value, f"conv choice {key!r}")
+    with _lock:
+        for key, value in values.items():
+            _made.setdefault(key, {}).update(value)
+
+
+def forget() -> None:
+    """Forgets the choices this process made or was pinned to (the disk cache stays)."""
+    with _lock:
+        _made.clear()
+
+
+def _check(value: dict[str, str], where: str) -> None:
+    if not set(value) <= set(PASSES) or not set(value.values()) <= set(IMPLEMENTATIONS):
+        raise ValueError(
+            f"{where} is {value!r}; its keys must be among {', '.join(PASSES)}, each one of "
+            f"{', '.join(IMPLEMENTATIONS)}."
+        )
+
+
+def _read_cache() -> dict:
+    try:
+        return json.loads(cache_file().read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def cached_choices() -> dict[str, dict]:
+    """This machine's entries of the disk cache: {shape key: {pass: impl, "ms": timings}}."""
+    return _read_cache().get(machine_key(), {})
+
+
+def _write_cache(key: str, pass_name: str, impl: str, timings: dict[str, float]) -> None:
+    """Adds one choice to the disk cache (read, merge, atomic replace: other processes may be
+    writing it too)."""
+    path = cache_file()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        table = _read_cache()
+        entry = table.setdefault(machine_key(), {}).setdefault(key, {})
+        entry[pass_name] = impl
+        entry.setdefault("ms", {})[pass_name] = timings
+        with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp") as f:
+            json.dump(table, f, indent=1, sort_keys=True)
+        os.replace(f.name, path)
+    except OSError as error:  # a read-only home: the choice still holds for this process
+        print(f"jaxdl: could not save convolution choices to {path} ({error})", file=sys.stderr)
+
+
+def xla_conv(x, kernel, spec: ConvSpec):
+    """The convolution on XLA's path (`jaxdl.ops.fast_cpu`, the "fast" layers')."""
+    t, b, left, right = spec.padding
+    return fast_cpu.conv_general_dilated(
+        x, kernel, spec.strides, ((t, b), (left, right)), None, spec.dilation,
+        ("NHWC", "HWIO", "NHWC"), spec.groups,
+    )  # fmt: skip
+
+
+def run_pass(pass_name: str, impl: str, spec: ConvSpec, x, kernel, dy=None, shape=None):
+    """One pass on one implementation: "forward" (x, kernel), "backward_data" (dy, kernel,
+    `shape` of x) or "backward_weights" (x, dy, `shape` of kernel)."""
+    if impl == "onednn":
+        if pass_name == "forward":
+            return onednn.forward(x, kernel, spec)
+        if pass_name == "backward_data":
+            return onednn.backward_data(dy, kernel, shape, spec)
+        return onednn.backward_weights(x, dy, shape, spec)
+    if pass_name == "forward":
+        return xla_conv(x, kernel, spec)
+    if pass_name == "backward_data":
+        zeros = jnp.zeros(shape, jnp.float32)
+        return jax.vjp(lambda x: xla_conv(x, kernel, spec), zeros)[1](dy)[0]
+    # the input made opaque: XLA's weight gradient then reads one materialised array (fast_cpu)
+    zeros = jnp.zeros(shape, jnp.float32)
+    return jax.vjp(lambda k: xla_conv(fast_cpu.opaque(x), k, spec), zeros)[1](dy)[0]
+
+
+def time_pass(pass_name: str, x_shape, kernel_shape, spec: ConvSpec, repeats: int = 3,
+              calls: int = 3) -> dict[str, float]:  # fmt: skip
+    """{impl: ms} for one pass, each the median of `repeats` timings of `calls` calls after a
+    warm-up, jitted, on random float32 data of these shapes."""
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.standard_normal(x_shape, np.float32))
+    kernel = jnp.asarray(0.1 * rng.standard_normal(kernel_shape, np.float32))
+    height, width = onednn.output_hw(x_shape, kernel_shape, spec)
+    dy = jnp.asarray(rng.standard_normal((x_shape[0], height, width, kernel_shape[3]), np.float32))
+    operands = {"forward": (x, kernel), "backward_data": (kernel, dy),
+                "backward_weights": (x, dy)}[pass_name]  # fmt: skip
+    result = {}
+    for impl in IMPLEMENTATIONS:
+        if pass_name == "forward":
+            fn = jax.jit(lambda x, k, impl=impl: run_pass("forward", impl, spec, x, k))
+        elif pass_name == "backward_data":
+            fn = jax.jit(lambda k, dy, impl=impl: run_pass(
+                "backward_data", impl, spec, None, k, dy, x_shape))  # fmt: skip
+        else:
+            fn = jax.jit(lambda x, dy, impl=impl: run_pass(
+                "backward_weights", impl, spec, x, None, dy, kernel_shape))  # fmt: skip
+        result[impl] = _median_ms(lambda fn=fn: fn(*operands), repeats, calls)
+    return result
+
+
+def _median_ms(run: Callable, repeats: int, calls: int) -> float:
+    jax.block_until_ready(run())
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for _ in range(calls):
+            out = run()
+        jax.block_until_ready(out)
+        times.append((time.perf_counter() - start) / calls * 1e3)
+    return statistics.median(times)
+
+
+def choose(pass_name: str, x_shape, kernel_shape, spec: ConvSpec) -> str:
+    """The implementation ("onednn" or "xla") of one pass of this convolution (see the
+    module docstring)."""
+    key = shape_key(x_shape, kernel_shape, spec)
+    with _lock:
+        made = _made.get(key, {}).get(pass_name)
+    if made is not None:
+        return made
+    if os.environ.get("JAXDL_CONV_TUNING", "1") == "0":
+        impl, how = "onednn", None
+    else:
+        stored = cached_choices().get(key, {}).get(pass_name)
+        if stored in IMPLEMENTATIONS:
+            impl, how = stored, f"from {cache_file()}"
+        else:
+            with jax.ensure_compile_time_eval():  # we may be inside a trace: run, don't stage
+                timings = time_pass(pass_name, x_shape, kernel_shape, spec)
+            impl = min(IMPLEMENTATIONS, key=timings.__getitem__)
+            _write_cache(key, pass_name, impl, timings)
+            how = f"timed: oneDNN {timings['onednn']:.2f} ms, XLA {timings['xla']:.2f} ms"
+    with _lock:
+        impl = _made.setdefault(key, {}).setdefault(pass_name, impl)
+    if how is not None and not how.startswith("from"):
+        print(f"jaxdl: convolution {key} {pass_name} on {impl} ({how})", file=sys.stderr)
+    return impl
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def tuned_conv(x: jax.Array, kernel: jax.Array, spec: ConvSpec) -> jax.Array:
+    """The convolution f32[N, H, W, C] -> f32[N, H', W', F] with each pass on the
+    implementation `choose` picks for it; a pass is chosen when it is first traced (so an
+    evaluation step times no gradient)."""
+    return _tuned_forward(x, kernel, spec)
+
+
+def _tuned_forward(x, kernel, spec):
+    impl = choose("forward", x.shape, kernel.shape, spec)
+    return run_pass("forward", impl, spec, x, kernel)
+
+
+def _tuned_fwd(x, kernel, spec):
+    return _tuned_forward(x, kernel, spec), (x, kernel)
+
+
+def _tuned_bwd(spec, residuals, dy):
+    x, kernel = residuals
+    data = choose("backward_data", x.shape, kernel.shape, spec)
+    weights = choose("backward_weights", x.shape, kernel.shape, spec)
+    return (
+        run_pass("backward_data", data, spec, None, kernel, dy, x.shape),
+        run_pass("backward_weights", weights, spec, x, None, dy, kernel.shape),
+    )
+
+
+tuned_conv.defvjp(_tuned_fwd, _tuned_bwd)
+
+
+def conv_general_dilated(
+    lhs,
+    rhs,
+    window_strides,
+    padding,
+    lhs_dilation=None,
+    rhs_dilation=None,
+    dimension_numbers=None,
+    feature_group_count=1,
+    batch_group_count=1,
+    precision=None,
+    preferred_element_type=None,
+):
+    """`lax.conv_general_dilated` with each pass on the faster of oneDNN and XLA for its shape
+    (`choose`); on XLA's path (`fast_cpu`) where oneDNN does not cover the call."""
+    args = (lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation, dimension_numbers,
+            feature_group_count, batch_group_count, precision, preferred_element_type)  # fmt: skip
+    spec = onednn.conv_spec(*args)
+    if spec is None or not onednn.available():
+        return fast_cpu.conv_general_dilated(*args)
+    return tuned_conv(lhs, rhs, spec)

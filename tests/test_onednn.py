@@ -1,0 +1,274 @@
+"""The oneDNN convolutions (jaxdl.ops.onednn) equal XLA's in every pass, under jit, grad, vmap
+and pmap; the library is in use where it is expected; without it jaxdl runs on XLA alike."""
+
+from __future__ import annotations
+
+import functools
+import os
+import subprocess
+import sys
+import textwrap
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from jax import lax
+from jax.test_util import check_grads
+
+from jaxdl import models, parallel
+from jaxdl.nn.conv import conv_function
+from jaxdl.ops import fast_cpu, onednn
+from jaxdl.ops.onednn import build, tuning
+from jaxdl.state import create_train_state
+from jaxdl.step import classification
+
+AVAILABLE = onednn.status().available
+needs_onednn = pytest.mark.skipif(not AVAILABLE, reason=f"oneDNN: {onednn.status().reason}")
+DIMS = ("NHWC", "HWIO", "NHWC")
+
+
+def expected_here() -> bool:
+    """Whether this machine should run on oneDNN: Linux x86-64 with the wheel installed."""
+    if not build.supported_platform() or os.environ.get("JAXDL_ONEDNN") == "0":
+        return False
+    try:
+        build.onednn_prefix()
+    except build.BuildError:
+        return False
+    return True
+
+
+def test_onednn_is_in_use_wherever_it_is_expected():
+    status = onednn.status()
+    if expected_here():
+        assert status.available, status.line()
+        assert status.version.startswith("3.") and status.isa not in ("", "default")
+        assert conv_function("auto", jnp.float32) is tuning.conv_general_dilated
+    else:
+        assert conv_function("auto", jnp.float32) is fast_cpu.conv_general_dilated
+
+
+# (batch, height, width, channels, kernel, features, strides, padding, dilation, groups): a
+# sample of the grid that touches every option at least once.
+CASES = [
+    (2, 8, 8, 4, 3, 6, 1, "SAME", 1, 1),
+    (1, 9, 7, 3, 3, 5, 2, "SAME", 1, 1),  # odd sizes, SAME at stride 2 pads (0, 1)
+    (2, 11, 11, 4, 1, 8, 2, "VALID", 1, 1),
+    (2, 16, 16, 8, 1, 16, 1, "VALID", 1, 1),
+    (1, 13, 13, 3, 5, 4, 1, ((2, 1), (0, 2)), 1, 1),  # asymmetric
+    (2, 15, 15, 3, 7, 8, 2, ((3, 3), (3, 3)), 1, 1),  # ResNet-18's ImageNet stem
+    (2, 35, 35, 3, 11, 8, 4, ((2, 2), (2, 2)), 1, 1),  # AlexNet's stem
+    (2, 9, 9, 4, 3, 6, 1, "SAME", 2, 1),
+    (1, 12, 10, 4, 3, 4, 2, "VALID", 2, 1),
+    (2, 8, 8, 4, 3, 6, 1, "SAME", 1, 2),
+    (2, 7, 7, 8, 3, 8, 1, "SAME", 1, 8),  # depthwise
+    (1, 6, 6, 8, 3, 16, 2, ((1, 1), (1, 1)), 1, 4),  # ResNeXt-like, strided
+    (1, 5, 5, 6, 5, 4, 4, "SAME", 1, 2),
+    (3, 2, 2, 8, 3, 8, 1, "SAME", 1, 1),  # a map smaller than the kernel
+]
+
+
+def case_arrays(case, seed=0):
+    n, h, w, c, k, f, _, _, _, groups = case
+    rng = np.random.default_rng(seed)
+    x = jnp.asarray(rng.standard_normal((n, h, w, c)), jnp.float32)
+    kernel = jnp.asarray(rng.standard_normal((k, k, c // groups, f)), jnp.float32)
+    return x, kernel
+
+
+def conv_call(function, case):
+    *_, stride, padding, dilation, groups = case
+    return lambda x, k: function(
+        x, k, (stride, stride), padding, rhs_dilation=(dilation, dilation),
+        dimension_numbers=DIMS, feature_group_count=groups,
+    )  # fmt: skip
+
+
+def relative_error(got, want) -> float:
+    return float(jnp.max(jnp.abs(got - want)) / jnp.max(jnp.abs(want)))
+
+
+@needs_onednn
+@pytest.mark.parametrize("case", CASES, ids=str)
+def test_every_pass_equals_lax_conv(case):
+    x, kernel = case_arrays(case)
+    reference = conv_call(lax.conv_general_dilated, case)
+    ours = conv_call(onednn.conv_general_dilated, case)
+    want, want_vjp = jax.vjp(reference, x, kernel)
+    got, got_vjp = jax.jit(lambda x, k: jax.vjp(ours, x, k))(x, kernel)
+    dy = jnp.asarray(np.random.default_rng(1).standard_normal(want.shape), jnp.float32)
+    tolerance = 1e-5 if kernel.shape[0] <= 3 else 1e-4
+    assert got.shape == want.shape
+    assert relative_error(got, want) <= tolerance
+    for got_grad, want_grad in zip(got_vjp(dy), want_vjp(dy), strict=True):
+        assert relative_error(got_grad, want_grad) <= tolerance
+    assert "jaxdl_conv_forward" in jax.jit(ours).lower(x, kernel).as_text()
+
+
+@needs_onednn
+@pytest.mark.parametrize("case", [CASES[1], CASES[8], CASES[11]], ids=str)
+def test_gradients_match_finite_differences(case):
+    x, kernel = case_arrays(case)
+    check_grads(conv_call(onednn.conv_general_dilated, case), (x, kernel), order=1,
+                modes=("rev",), atol=2e-2, rtol=2e-2, eps=1e-2)  # fmt: skip
+
+
+class OneDNNVariants(chex.TestCase):
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_forward_equals_lax(self):
+        if not AVAILABLE:
+            self.skipTest(onednn.status().reason)
+        x, kernel = case_arrays(CASES[4])
+        got = self.variant(conv_call(onednn.conv_general_dilated, CASES[4]))(x, kernel)
+        want = conv_call(lax.conv_general_dilated, CASES[4])(x, kernel)
+        chex.assert_trees_all_close(got, want, rtol=1e-4, atol=1e-5)
+
+
+@needs_onednn
+def test_vmap_maps_over_an_extra_axis():
+    x, kernel = case_arrays(CASES[0])
+    xs = jnp.stack([x, 2 * x, -x])
+    kernels = jnp.stack([kernel, kernel[::-1], 0.5 * kernel])
+    ours = jax.vmap(conv_call(onednn.conv_general_dilated, CASES[0]))
+    want = jax.vmap(conv_call(lax.conv_general_dilated, CASES[0]))(xs, kernels)
+    assert relative_error(jax.jit(ours)(xs, kernels), want) <= 1e-5
+    loss = lambda f: lambda xs, ks: jnp.sum(jnp.sin(f(xs, ks)))
+    got_grads = jax.grad(loss(ours), (0, 1))(xs, kernels)
+    want_grads = jax.grad(loss(jax.vmap(conv_call(lax.conv_general_dilated, CASES[0]))), (0, 1))(
+        xs, kernels
+    )
+    for got, want in zip(got_grads, want_grads, strict=True):
+        assert relative_error(got, want) <= 1e-5
+
+
+@needs_onednn
+def test_pmap_runs_one_call_per_device():
+    devices = jax.local_devices()[:4]
+    x, kernel = case_arrays(CASES[1])
+    xs = jnp.stack([x + i for i in range(len(devices))])
+    conv = conv_call(onednn.conv_general_dilated, CASES[1])
+    got = jax.pmap(lambda x: jax.grad(lambda k: jnp.sum(conv(x, k) ** 2))(kernel),
+                   devices=devices)(xs)  # fmt: skip
+    for i in range(len(devices)):
+        want = jax.grad(lambda k, i=i: jnp.sum(conv_call(lax.conv_general_dilated, CASES[1])(
+            xs[i], k) ** 2))(kernel)  # fmt: skip
+        assert relative_error(got[i], want) <= 1e-5
+
+
+def test_sharded_runs_take_xla_convolutions():
+    model = models.create("resnet20", layers="onednn")
+    assert parallel.model_for_mode(model, "sharded").layers == "fast"
+    assert parallel.model_for_mode(models.create("resnet20"), "sharded").layers == "fast"
+    assert parallel.model_for_mode(model, "pmap").layers == "onednn"
+
+
+def resnet20_gradients(layers: str):
+    model = models.create("resnet20", layers=layers)
+    state = create_train_state(model, optax.sgd(0.1), jax.random.PRNGKey(0), (1, 32, 32, 3))
+    rng = np.random.default_rng(0)
+    batch = {
+        "image": jnp.asarray(rng.standard_normal((8, 32, 32, 3)), jnp.float32),
+        "label": jnp.asarray(rng.integers(0, 10, 8), jnp.int32),
+    }
+
+    def loss(params):
+        variables = {"params": params, "batch_stats": state.batch_stats}
+        logits, _ = model.apply(variables, batch["image"], train=True, mutable=["batch_stats"])
+        return jnp.mean(classification(logits, batch["label"])[0])
+
+    return jax.jit(jax.grad(loss))(state.params)
+
+
+@needs_onednn
+def test_resnet20_gradients_on_onednn_equal_xla():
+    got, want = resnet20_gradients("onednn"), resnet20_gradients("fast")
+    errors = jax.tree.map(relative_error, got, want)
+    worst = max(jax.tree.leaves(errors))
+    assert worst <= 1e-5, worst  # per leaf, through 19 convolutions and BatchNorms
+
+
+def test_without_the_library_jaxdl_says_so_and_runs_on_xla(tmp_path):
+    script = textwrap.dedent(
+        """
+        import jax, jax.numpy as jnp, numpy as np
+        from jaxdl.nn.conv import conv_function
+        from jaxdl.ops import fast_cpu, onednn
+        x = jnp.asarray(np.random.default_rng(0).standard_normal((2, 8, 8, 4)), jnp.float32)
+        k = jnp.asarray(np.random.default_rng(1).standard_normal((3, 3, 4, 6)), jnp.float32)
+        conv = conv_function("auto", jnp.float32)
+        args = ((1, 1), "SAME", None, None, ("NHWC", "HWIO", "NHWC"))
+        loss = lambda f: lambda x, k: jnp.sum(jnp.sin(f(x, k, *args)))
+        got = jax.jit(jax.value_and_grad(loss(conv), (0, 1)))(x, k)
+        want = jax.jit(jax.value_and_grad(loss(fast_cpu.conv_general_dilated), (0, 1)))(x, k)
+        pairs = zip(jax.tree.leaves(got), jax.tree.leaves(want))
+        same = all(np.array_equal(a, b) for a, b in pairs)
+        print("available", onednn.status().available, "same", same)
+        """
+    )
+    env = dict(os.environ, JAXDL_ONEDNN_LIBRARY=str(tmp_path / "missing.so"))
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                          text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "available False same True" in done.stdout
+    lines = [line for line in done.stderr.splitlines() if "oneDNN" in line]
+    assert len(lines) == 1 and "convolutions run on XLA" in lines[0], done.stderr
+
+
+@needs_onednn
+def test_tuning_times_once_then_remembers(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("JAXDL_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv("JAXDL_CONV_TUNING", "1")
+    tuning.forget()
+    spec = onednn.ConvSpec((1, 1), (1, 1, 1, 1), (1, 1), 1)
+    shape, kernel_shape = (4, 9, 9, 8), (3, 3, 8, 8)
+    timed = []
+    real_time_pass = tuning.time_pass
+    monkeypatch.setattr(tuning, "time_pass", lambda *a: timed.append(a[0]) or real_time_pass(*a))
+    first = {p: tuning.choose(p, shape, kernel_shape, spec) for p in tuning.PASSES}
+    assert timed == list(tuning.PASSES) and set(first.values()) <= {"onednn", "xla"}
+    assert "forward on" in capsys.readouterr().err
+    key = tuning.shape_key(shape, kernel_shape, spec)
+    assert tuning.choices()[key] == first
+    # a new process on this machine reads the disk cache and times nothing
+    tuning.forget()
+    again = {p: tuning.choose(p, shape, kernel_shape, spec) for p in tuning.PASSES}
+    assert again == first and timed == list(tuning.PASSES)
+    # a resumed run's pinned choices win over the cache
+    tuning.forget()
+    flipped = {p: "xla" if first[p] == "onednn" else "onednn" for p in tuning.PASSES}
+    tuning.pin({key: flipped})
+    assert {p: tuning.choose(p, shape, kernel_shape, spec) for p in tuning.PASSES} == flipped
+    with pytest.raises(ValueError, match="each one of onednn, xla"):
+        tuning.pin({key: {"forward": "cudnn"}})
+    tuning.forget()
+
+
+@needs_onednn
+@pytest.mark.parametrize(
+    "choice", [("onednn", "xla", "onednn"), ("xla", "onednn", "xla"), ("xla", "xla", "xla")]
+)
+def test_tuned_conv_with_mixed_passes_equals_lax(choice, monkeypatch):
+    case = CASES[1]
+    x, kernel = case_arrays(case)
+    spec = onednn.conv_spec(x, kernel, (2, 2), "SAME", None, (1, 1), DIMS, 1, 1, None, None)
+    tuning.forget()
+    tuning.pin(
+        {
+            tuning.shape_key(x.shape, kernel.shape, spec): dict(
+                zip(tuning.PASSES, choice, strict=True)
+            )
+        }
+    )
+    try:
+        loss = lambda f: lambda x, k: jnp.sum(jnp.sin(f(x, k)))
+        got = jax.jit(jax.grad(loss(functools.partial(tuning.tuned_conv, spec=spec)), (0, 1)))(
+            x, kernel
+        )
+        want = jax.grad(loss(conv_call(lax.conv_general_dilated, case)), (0, 1))(x, kernel)
+        for g, w in zip(got, want, strict=True):
+            assert relative_error(g, w) <= 1e-5
+    finally:
+        tuning.forget()
