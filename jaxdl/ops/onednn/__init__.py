@@ -41,6 +41,7 @@ TARGETS = {
     "jaxdl_conv_forward": "JaxdlConvForward",
     "jaxdl_conv_backward_data": "JaxdlConvBackwardData",
     "jaxdl_conv_backward_weights": "JaxdlConvBackwardWeights",
+    "jaxdl_conv_backward": "JaxdlConvBackward",
 }
 PASSES = ("forward", "backward_data", "backward_weights")
 
@@ -140,6 +141,15 @@ def _call(target: str, shape, *operands, spec: ConvSpec) -> jax.Array:
     )
 
 
+def backward(x: jax.Array, kernel: jax.Array, dy: jax.Array, spec: ConvSpec):
+    """Both gradients (dx f32[N, H, W, C], dkernel f32[kh, kw, C / groups, F]) in one call, so
+    XLA cannot run them at once, each with its own OpenMP team on the same cores."""
+    results = (jax.ShapeDtypeStruct(x.shape, jnp.float32),
+               jax.ShapeDtypeStruct(kernel.shape, jnp.float32))  # fmt: skip
+    call = jax.ffi.ffi_call("jaxdl_conv_backward", results, vmap_method="sequential")
+    return tuple(call(x, kernel, dy, **_attributes(spec)))
+
+
 def forward(x: jax.Array, kernel: jax.Array, spec: ConvSpec) -> jax.Array:
     """f32[N, H, W, C] * f32[kh, kw, C / groups, F] -> f32[N, H', W', F]."""
     height, width = output_hw(x.shape, kernel.shape, spec)
@@ -169,7 +179,7 @@ def _conv_fwd(x, kernel, spec):
 
 def _conv_bwd(spec, residuals, dy):
     x, kernel = residuals
-    return backward_data(dy, kernel, x.shape, spec), backward_weights(x, dy, kernel.shape, spec)
+    return backward(x, kernel, dy, spec)
 
 
 conv.defvjp(_conv_fwd, _conv_bwd)
