@@ -287,34 +287,7 @@ ffi::Error ConvBackwardWeightsImpl(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32
              DNNL_ARG_DIFF_WEIGHTS, dkernel->typed_data(), true);
 }
 
-// Both gradients in one call: x, kernel, dy -> dx, dkernel. One call instead of two keeps XLA
-// from running the two gradients at once on its two threads, each with its own OpenMP team
-// (four threads on two cores).
-ffi::Error ConvBackwardImpl(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> kernel,
-                            ffi::Buffer<ffi::F32> dy, ffi::ResultBuffer<ffi::F32> dx,
-                            ffi::ResultBuffer<ffi::F32> dkernel, ffi::Span<const int64_t> strides,
-                            ffi::Span<const int64_t> padding, ffi::Span<const int64_t> dilation,
-                            int64_t groups) {
-  if (auto error = ConvBackwardDataImpl(dy, kernel, dx, strides, padding, dilation, groups);
-      error.failure()) {
-    return error;
-  }
-  return ConvBackwardWeightsImpl(x, dy, dkernel, strides, padding, dilation, groups);
-}
-
 }  // namespace
-
-XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxdlConvBackward, ConvBackwardImpl,
-                              ffi::Ffi::Bind()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Ret<ffi::Buffer<ffi::F32>>()
-                                  .Ret<ffi::Buffer<ffi::F32>>()
-                                  .Attr<ffi::Span<const int64_t>>("strides")
-                                  .Attr<ffi::Span<const int64_t>>("padding")
-                                  .Attr<ffi::Span<const int64_t>>("dilation")
-                                  .Attr<int64_t>("groups"));
 
 #define JAXDL_CONV_BINDING                            \
   ffi::Ffi::Bind()                                    \
