@@ -10,6 +10,8 @@ import numpy as np
 
 from jaxdl.config import TrainConfig
 from jaxdl.data.sources import ArrayDataset
+from jaxdl.ops import onednn
+from jaxdl.ops.onednn import tuning
 from jaxdl.rundir import RunDir
 from jaxdl.tasks.classification import Classification
 from jaxdl.train import train_and_evaluate
@@ -58,6 +60,15 @@ def test_generated_run_learns_and_writes_its_run_directory(tmp_path):
     assert run.read_config()["model"] == "lenet5"
     for name in ("curves.png", "confusion_matrix.png", "filters.png", "saliency.png"):
         assert os.path.exists(os.path.join(run.plots, name)), name
+    if onednn.status().available:  # the kernels each training shape ran on, for the resume
+        choices = run.read_conv_choices()
+        key = "50x16x16x1*5x5x1x6 s1x1 p8x8x8x8 d1x1 g1"  # LeNet-5's first layer, padded to 32
+        assert choices[key] == {
+            "backward_data": "onednn", "backward_weights": "onednn", "forward": "onednn",
+        }  # fmt: skip
+        # a resumed run takes the kernels its run directory names, whatever this process chose
+        run.write_conv_choices(choices | {key: {"forward": "xla"}})
+        tuning.forget()
 
     # the same command again resumes from the last checkpoint: nothing left to train
     again = train_and_evaluate(
@@ -66,3 +77,6 @@ def test_generated_run_learns_and_writes_its_run_directory(tmp_path):
     )
     assert again["test_accuracy"] == results["test_accuracy"]
     assert again["epochs_run"] == 2
+    if onednn.status().available:
+        assert tuning.choices()[key]["forward"] == "xla"
+        tuning.forget()

@@ -27,6 +27,7 @@ import dataclasses
 import functools
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
@@ -134,6 +135,9 @@ def _attributes(spec: ConvSpec) -> dict:
 
 
 def _call(target: str, shape, *operands, spec: ConvSpec) -> jax.Array:
+    current = status()  # registers the kernels with XLA on first use
+    if not current.available:
+        raise RuntimeError(f"jaxdl: {current.line()}; use conv_general_dilated to fall back.")
     result = jax.ShapeDtypeStruct(tuple(shape), jnp.float32)
     return jax.ffi.ffi_call(target, result, vmap_method="sequential")(
         *operands, **_attributes(spec)
@@ -208,27 +212,37 @@ def conv_spec(
     return spec
 
 
-def conv_general_dilated(
-    lhs,
-    rhs,
-    window_strides,
-    padding,
-    lhs_dilation=None,
-    rhs_dilation=None,
-    dimension_numbers=None,
-    feature_group_count=1,
-    batch_group_count=1,
-    precision=None,
-    preferred_element_type=None,
-):
-    """`lax.conv_general_dilated` on oneDNN where it covers the call, else on XLA's path
-    (`jaxdl.ops.fast_cpu.conv_general_dilated`)."""
-    args = (lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation, dimension_numbers,
-            feature_group_count, batch_group_count, precision, preferred_element_type)  # fmt: skip
-    spec = conv_spec(*args)
-    if spec is None or not available():
-        return fast_cpu.conv_general_dilated(*args)
-    return conv(lhs, rhs, spec)
+def covering(kernel_conv: Callable) -> Callable:
+    """A `lax.conv_general_dilated`-compatible function (as `flax.linen.Conv` calls it) that
+    runs `kernel_conv(lhs, rhs, spec)` where the oneDNN kernels cover the call and the library
+    loaded, else XLA's path (`jaxdl.ops.fast_cpu.conv_general_dilated`)."""
+
+    def conv_general_dilated(
+        lhs,
+        rhs,
+        window_strides,
+        padding,
+        lhs_dilation=None,
+        rhs_dilation=None,
+        dimension_numbers=None,
+        feature_group_count=1,
+        batch_group_count=1,
+        precision=None,
+        preferred_element_type=None,
+    ):
+        args = (lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation,
+                dimension_numbers, feature_group_count, batch_group_count, precision,
+                preferred_element_type)  # fmt: skip
+        spec = conv_spec(*args)
+        if spec is None or not available():
+            return fast_cpu.conv_general_dilated(*args)
+        return kernel_conv(lhs, rhs, spec)
+
+    return conv_general_dilated
+
+
+# The "onednn" layers' convolution: oneDNN in every pass wherever it covers the call.
+conv_general_dilated = covering(conv)
 
 
 def implementation(pass_name: str, x_shape, kernel_shape, spec: ConvSpec) -> str:

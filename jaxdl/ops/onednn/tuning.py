@@ -7,8 +7,8 @@ of each pass (forward, input gradient, weight gradient) that ran faster when thi
 timed, as cuDNN's autotuner / `torch.backends.cudnn.benchmark` do.
 
 A pass of a shape is timed the first time a step that uses it is traced (both implementations,
-jitted alone, median of 3 timings of 3 calls after a warm-up; an evaluation step times only the
-forward pass), and the choice is remembered:
+jitted alone, median of 3 timings of up to 3 calls after two warm-ups; an evaluation step times
+only the forward pass), and the choice is remembered:
 
 * in this process, so every later trace of that shape takes the same kernels;
 * on disk, in `$JAXDL_CACHE_DIR/conv_choices.json` (default `~/.cache/jaxdl`), keyed by the
@@ -175,8 +175,8 @@ def run_pass(pass_name: str, impl: str, spec: ConvSpec, x, kernel, dy=None, shap
 
 def time_pass(pass_name: str, x_shape, kernel_shape, spec: ConvSpec, repeats: int = 3,
               calls: int = 3) -> dict[str, float]:  # fmt: skip
-    """{impl: ms} for one pass, each the median of `repeats` timings of `calls` calls after a
-    warm-up, jitted, on random float32 data of these shapes."""
+    """{impl: ms} for one pass, each the median of `repeats` timings of up to `calls` calls
+    after two warm-up calls, jitted, on random float32 data of these shapes."""
     rng = np.random.default_rng(0)
     x = jnp.asarray(rng.standard_normal(x_shape, np.float32))
     kernel = jnp.asarray(0.1 * rng.standard_normal(kernel_shape, np.float32))
@@ -198,8 +198,17 @@ def time_pass(pass_name: str, x_shape, kernel_shape, spec: ConvSpec, repeats: in
     return result
 
 
+# A timing of one pass holds at most `calls` calls and at least this many ms' worth: big
+# shapes (airbench94's at batch 1024, ~100 ms a pass) are timed one call at a time.
+TIMING_MS = 20.0
+
+
 def _median_ms(run: Callable, repeats: int, calls: int) -> float:
+    jax.block_until_ready(run())  # compiles
+    start = time.perf_counter()
     jax.block_until_ready(run())
+    first_ms = (time.perf_counter() - start) * 1e3
+    calls = max(1, min(calls, int(TIMING_MS / max(first_ms, 1e-3))))
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
@@ -267,24 +276,6 @@ def _tuned_bwd(spec, residuals, dy):
 tuned_conv.defvjp(_tuned_fwd, _tuned_bwd)
 
 
-def conv_general_dilated(
-    lhs,
-    rhs,
-    window_strides,
-    padding,
-    lhs_dilation=None,
-    rhs_dilation=None,
-    dimension_numbers=None,
-    feature_group_count=1,
-    batch_group_count=1,
-    precision=None,
-    preferred_element_type=None,
-):
-    """`lax.conv_general_dilated` with each pass on the faster of oneDNN and XLA for its shape
-    (`choose`); on XLA's path (`fast_cpu`) where oneDNN does not cover the call."""
-    args = (lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation, dimension_numbers,
-            feature_group_count, batch_group_count, precision, preferred_element_type)  # fmt: skip
-    spec = onednn.conv_spec(*args)
-    if spec is None or not onednn.available():
-        return fast_cpu.conv_general_dilated(*args)
-    return tuned_conv(lhs, rhs, spec)
+# The "auto" layers' convolution on CPU: each pass on the faster of oneDNN and XLA for its
+# shape (`choose`); on XLA's path (`fast_cpu`) where oneDNN does not cover the call.
+conv_general_dilated = onednn.covering(tuned_conv)
