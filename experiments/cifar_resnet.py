@@ -4,10 +4,11 @@ Defaults: ResNet-20 (He et al. 2016, option-A shortcuts), SGD with Nesterov mome
 peak learning rate 0.1 at batch 64 with one warm-up epoch and cosine decay, weight decay 5e-4
 (L2), label smoothing 0.1, random crop with 4-pixel padding and horizontal flips. The number of
 epochs is fitted to an 85-minute budget for the epochs (`--time_budget_minutes`; at most
-`--epochs` 60): a few of the run's own steps are timed before training and the cosine schedule
+`--epochs` 90): a few of the run's own steps are timed before training and the cosine schedule
 is laid out over as many epochs as fit, then re-planned once a tenth of the way in from the
 epochs' own times, so the whole run ends inside 90 minutes on whichever CPU it gets (our 2-core
-machines differ 1.7x in speed: ~30 epochs on the slower, ~55 on the faster; BENCHMARKS.md).
+machines differ 1.7x in speed: on XLA's convolutions ~30 epochs on the slower, ~55 on the
+faster; the oneDNN kernels' 1.4x faster steps fit about 40 and 75; BENCHMARKS.md).
 `--time_budget_minutes 0` trains exactly `--epochs`. A seeded 45,000 / 5,000 train /
 validation split; the 10,000 test images are used once, for the final number (plain and with
 flip test-time augmentation).
@@ -30,7 +31,7 @@ from jaxdl.train import train_and_evaluate
 DEFAULTS = TrainConfig(
     dataset="cifar10",
     model="resnet20",
-    epochs=60,
+    epochs=90,
     time_budget_minutes=85.0,
     batch_size=64,
     lr=0.1,
