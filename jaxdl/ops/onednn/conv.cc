@@ -226,44 +226,52 @@ ffi::Error run(const ConvPrimitive& p, std::unordered_map<int, memory> args, int
   return ffi::Error::Success();
 }
 
-ffi::Error ConvForwardImpl(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> kernel,
-                           ffi::ResultBuffer<ffi::F32> y, ffi::Span<const int64_t> strides,
-                           ffi::Span<const int64_t> padding, ffi::Span<const int64_t> dilation,
-                           int64_t groups) {
-  if (auto error = check_options(strides, padding, dilation, groups); error.failure()) return error;
-  ConvKey key = make_key(Pass::kForward, x.dimensions(), kernel.dimensions(), y->dimensions(),
-                         strides, padding, dilation, groups);
+// The convolution's options as the handlers receive them.
+struct Options {
+  ffi::Span<const int64_t> strides, padding, dilation;
+  int64_t groups;
+};
+
+// One pass: its primitive for these NHWC input / HWIO kernel / NHWC output dims, run with the
+// activation buffers bound to `activation_args` and the kernel buffer to `kernel_arg`.
+ffi::Error conv_pass(Pass pass, const char* name, ffi::Span<const int64_t> x_dims,
+                     ffi::Span<const int64_t> kernel_dims, ffi::Span<const int64_t> y_dims,
+                     const Options& o, int x_arg, void* x_data, int y_arg, void* y_data,
+                     int kernel_arg, void* kernel_data) {
+  if (auto error = check_options(o.strides, o.padding, o.dilation, o.groups); error.failure()) {
+    return error;
+  }
+  ConvKey key = make_key(pass, x_dims, kernel_dims, y_dims, o.strides, o.padding, o.dilation,
+                         o.groups);
   std::shared_ptr<ConvPrimitive> p;
   try {
     p = cached_primitive(key);
   } catch (const dnnl::error& error) {
-    return ffi::Error::Internal(std::string("oneDNN forward: ") + error.what());
+    return ffi::Error::Internal(std::string("oneDNN ") + name + ": " + error.what());
   }
   auto& engine = cpu_engine();
-  return run(*p,
-             {{DNNL_ARG_SRC, memory(p->src, engine, x.typed_data())},
-              {DNNL_ARG_DST, memory(p->dst, engine, y->typed_data())}},
-             DNNL_ARG_WEIGHTS, kernel.typed_data(), false);
+  return run(*p, {{x_arg, memory(p->src, engine, x_data)}, {y_arg, memory(p->dst, engine, y_data)}},
+             kernel_arg, kernel_data, pass == Pass::kBackwardWeights);
+}
+
+ffi::Error ConvForwardImpl(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> kernel,
+                           ffi::ResultBuffer<ffi::F32> y, ffi::Span<const int64_t> strides,
+                           ffi::Span<const int64_t> padding, ffi::Span<const int64_t> dilation,
+                           int64_t groups) {
+  return conv_pass(Pass::kForward, "forward", x.dimensions(), kernel.dimensions(),
+                   y->dimensions(), {strides, padding, dilation, groups}, DNNL_ARG_SRC,
+                   x.typed_data(), DNNL_ARG_DST, y->typed_data(), DNNL_ARG_WEIGHTS,
+                   kernel.typed_data());
 }
 
 ffi::Error ConvBackwardDataImpl(ffi::Buffer<ffi::F32> dy, ffi::Buffer<ffi::F32> kernel,
                                 ffi::ResultBuffer<ffi::F32> dx, ffi::Span<const int64_t> strides,
                                 ffi::Span<const int64_t> padding,
                                 ffi::Span<const int64_t> dilation, int64_t groups) {
-  if (auto error = check_options(strides, padding, dilation, groups); error.failure()) return error;
-  ConvKey key = make_key(Pass::kBackwardData, dx->dimensions(), kernel.dimensions(),
-                         dy.dimensions(), strides, padding, dilation, groups);
-  std::shared_ptr<ConvPrimitive> p;
-  try {
-    p = cached_primitive(key);
-  } catch (const dnnl::error& error) {
-    return ffi::Error::Internal(std::string("oneDNN backward data: ") + error.what());
-  }
-  auto& engine = cpu_engine();
-  return run(*p,
-             {{DNNL_ARG_DIFF_DST, memory(p->dst, engine, dy.typed_data())},
-              {DNNL_ARG_DIFF_SRC, memory(p->src, engine, dx->typed_data())}},
-             DNNL_ARG_WEIGHTS, kernel.typed_data(), false);
+  return conv_pass(Pass::kBackwardData, "backward data", dx->dimensions(), kernel.dimensions(),
+                   dy.dimensions(), {strides, padding, dilation, groups}, DNNL_ARG_DIFF_SRC,
+                   dx->typed_data(), DNNL_ARG_DIFF_DST, dy.typed_data(), DNNL_ARG_WEIGHTS,
+                   kernel.typed_data());
 }
 
 ffi::Error ConvBackwardWeightsImpl(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> dy,
@@ -271,20 +279,10 @@ ffi::Error ConvBackwardWeightsImpl(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32
                                    ffi::Span<const int64_t> strides,
                                    ffi::Span<const int64_t> padding,
                                    ffi::Span<const int64_t> dilation, int64_t groups) {
-  if (auto error = check_options(strides, padding, dilation, groups); error.failure()) return error;
-  ConvKey key = make_key(Pass::kBackwardWeights, x.dimensions(), dkernel->dimensions(),
-                         dy.dimensions(), strides, padding, dilation, groups);
-  std::shared_ptr<ConvPrimitive> p;
-  try {
-    p = cached_primitive(key);
-  } catch (const dnnl::error& error) {
-    return ffi::Error::Internal(std::string("oneDNN backward weights: ") + error.what());
-  }
-  auto& engine = cpu_engine();
-  return run(*p,
-             {{DNNL_ARG_SRC, memory(p->src, engine, x.typed_data())},
-              {DNNL_ARG_DIFF_DST, memory(p->dst, engine, dy.typed_data())}},
-             DNNL_ARG_DIFF_WEIGHTS, dkernel->typed_data(), true);
+  return conv_pass(Pass::kBackwardWeights, "backward weights", x.dimensions(),
+                   dkernel->dimensions(), dy.dimensions(), {strides, padding, dilation, groups},
+                   DNNL_ARG_SRC, x.typed_data(), DNNL_ARG_DIFF_DST, dy.typed_data(),
+                   DNNL_ARG_DIFF_WEIGHTS, dkernel->typed_data());
 }
 
 }  // namespace
