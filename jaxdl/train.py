@@ -162,15 +162,18 @@ def _fit(run: Run, evaluators: list, epochs_cap: int) -> FitResult:
 
 class RecordConvChoices(Hook):
     """Writes the convolution kernels the run's steps were traced with (`jaxdl.ops.onednn.
-    tuning`) to the run directory once they are known and whenever another shape is added,
-    so a resumed run takes the same ones; says once how many shapes run on which."""
+    tuning`) to the run directory once they are known and whenever a choice is added, so a
+    resumed run takes the same ones; says once how many shapes run on which."""
 
     def __init__(self, rundir: RunDir):
-        self.rundir, self.written = rundir, 0
+        self.rundir, self.seen, self.written = rundir, None, {}
 
     def _record(self) -> None:
+        if tuning.changes() == self.seen:  # the per-step price: one int comparison
+            return
+        self.seen = tuning.changes()
         choices = tuning.choices()
-        if len(choices) == self.written:
+        if choices == self.written:
             return
         if not self.written:
             kinds = [set(choice.values()) for choice in choices.values()]
@@ -181,7 +184,7 @@ class RecordConvChoices(Hook):
                 f"{len(kinds) - onednn - xla} mixed ({self.rundir.file(CONV_CHOICES)})"
             )
         self.rundir.write_conv_choices(choices)
-        self.written = len(choices)
+        self.written = choices
 
     def after_step(self, state, step: int):
         self._record()

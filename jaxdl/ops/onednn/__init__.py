@@ -26,6 +26,7 @@ import ctypes
 import dataclasses
 import functools
 import os
+import platform
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -61,20 +62,16 @@ class Status:
         return f"oneDNN kernels unavailable: {self.reason}; convolutions run on XLA"
 
 
-def library_path() -> Path:
-    """The library to load: `$JAXDL_ONEDNN_LIBRARY`, else what `make install` built."""
-    from jaxdl.ops.onednn import build  # not at the top: `python -m ...build` imports us first
-
-    return Path(os.environ.get("JAXDL_ONEDNN_LIBRARY") or build.LIBRARY)
-
-
 @functools.cache
 def _load() -> tuple[Status, ctypes.CDLL | None]:
+    from jaxdl.ops.onednn import build  # not at the top: `python -m ...build` imports us first
+
     if os.environ.get("JAXDL_ONEDNN", "1") == "0":
         return Status(False, "turned off by JAXDL_ONEDNN=0"), None
-    path = library_path()
-    if not (sys.platform == "linux" and os.uname().machine == "x86_64"):
-        return Status(False, f"no oneDNN build for {sys.platform} {os.uname().machine}"), None
+    if not build.supported_platform():
+        return Status(False, f"no oneDNN build for {sys.platform} {platform.machine()}"), None
+    # $JAXDL_ONEDNN_LIBRARY, else what `make install` built
+    path = Path(os.environ.get("JAXDL_ONEDNN_LIBRARY") or build.LIBRARY)
     if not path.exists():
         return Status(False, f"{path} is not built (run make install)"), None
     try:

@@ -46,7 +46,7 @@ from jaxdl.ops import fast_cpu, onednn
 from jaxdl.ops.onednn import ConvSpec
 
 IMPLEMENTATIONS = ("onednn", "xla")
-PASSES = ("forward", "backward_data", "backward_weights")
+PASSES = onednn.PASSES
 
 
 def shape_key(x_shape, kernel_shape, spec: ConvSpec) -> str:
@@ -69,6 +69,7 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+@functools.cache
 def machine_key() -> str:
     """What a timing is only valid for: CPU, oneDNN's ISA and version, jaxlib's version."""
     import jaxlib
@@ -84,6 +85,13 @@ def cache_file() -> Path:
 
 _lock = threading.Lock()
 _made: dict[str, dict[str, str]] = {}  # {shape key: {pass: impl}} used in this process
+_changes = [0]  # how often `_made` gained or changed an entry (a cheap "anything new?")
+
+
+def changes() -> int:
+    """A counter that grows whenever a choice is made or pinned (so a caller can tell, for
+    the price of an int comparison, whether `choices()` has anything new)."""
+    return _changes[0]
 
 
 def choices() -> dict[str, dict[str, str]]:
@@ -100,12 +108,14 @@ def pin(values: dict[str, dict[str, str]]) -> None:
     with _lock:
         for key, value in values.items():
             _made.setdefault(key, {}).update(value)
+        _changes[0] += 1
 
 
 def forget() -> None:
     """Forgets the choices this process made or was pinned to (the disk cache stays)."""
     with _lock:
         _made.clear()
+        _changes[0] += 1
 
 
 def _check(value: dict[str, str], where: str) -> None:
@@ -154,23 +164,21 @@ def xla_conv(x, kernel, spec: ConvSpec):
     )  # fmt: skip
 
 
-def run_pass(pass_name: str, impl: str, spec: ConvSpec, x, kernel, dy=None, shape=None):
-    """One pass on one implementation: "forward" (x, kernel), "backward_data" (dy, kernel,
-    `shape` of x) or "backward_weights" (x, dy, `shape` of kernel)."""
+def run_pass(pass_name: str, impl: str, spec: ConvSpec, a, b, shape=None):
+    """One pass on one implementation, with the operands `jaxdl.ops.onednn`'s function of that
+    pass takes: forward (x, kernel), backward_data (dy, kernel, `shape` of x),
+    backward_weights (x, dy, `shape` of kernel)."""
     if impl == "onednn":
         if pass_name == "forward":
-            return onednn.forward(x, kernel, spec)
-        if pass_name == "backward_data":
-            return onednn.backward_data(dy, kernel, shape, spec)
-        return onednn.backward_weights(x, dy, shape, spec)
+            return onednn.forward(a, b, spec)
+        return getattr(onednn, pass_name)(a, b, shape, spec)
     if pass_name == "forward":
-        return xla_conv(x, kernel, spec)
+        return xla_conv(a, b, spec)
+    zeros = jnp.zeros(shape, jnp.float32)  # the linearisation point: both gradients are linear
     if pass_name == "backward_data":
-        zeros = jnp.zeros(shape, jnp.float32)
-        return jax.vjp(lambda x: xla_conv(x, kernel, spec), zeros)[1](dy)[0]
+        return jax.vjp(lambda x: xla_conv(x, b, spec), zeros)[1](a)[0]
     # the input made opaque: XLA's weight gradient then reads one materialised array (fast_cpu)
-    zeros = jnp.zeros(shape, jnp.float32)
-    return jax.vjp(lambda k: xla_conv(fast_cpu.opaque(x), k, spec), zeros)[1](dy)[0]
+    return jax.vjp(lambda k: xla_conv(fast_cpu.opaque(a), k, spec), zeros)[1](b)[0]
 
 
 def time_pass(pass_name: str, x_shape, kernel_shape, spec: ConvSpec, repeats: int = 3,
@@ -182,19 +190,12 @@ def time_pass(pass_name: str, x_shape, kernel_shape, spec: ConvSpec, repeats: in
     kernel = jnp.asarray(0.1 * rng.standard_normal(kernel_shape, np.float32))
     height, width = onednn.output_hw(x_shape, kernel_shape, spec)
     dy = jnp.asarray(rng.standard_normal((x_shape[0], height, width, kernel_shape[3]), np.float32))
-    operands = {"forward": (x, kernel), "backward_data": (kernel, dy),
-                "backward_weights": (x, dy)}[pass_name]  # fmt: skip
+    a, b, shape = {"forward": (x, kernel, None), "backward_data": (dy, kernel, x_shape),
+                   "backward_weights": (x, dy, kernel_shape)}[pass_name]  # fmt: skip
     result = {}
     for impl in IMPLEMENTATIONS:
-        if pass_name == "forward":
-            fn = jax.jit(lambda x, k, impl=impl: run_pass("forward", impl, spec, x, k))
-        elif pass_name == "backward_data":
-            fn = jax.jit(lambda k, dy, impl=impl: run_pass(
-                "backward_data", impl, spec, None, k, dy, x_shape))  # fmt: skip
-        else:
-            fn = jax.jit(lambda x, dy, impl=impl: run_pass(
-                "backward_weights", impl, spec, x, None, dy, kernel_shape))  # fmt: skip
-        result[impl] = _median_ms(lambda fn=fn: fn(*operands), repeats, calls)
+        fn = jax.jit(lambda a, b, impl=impl: run_pass(pass_name, impl, spec, a, b, shape))
+        result[impl] = _median_ms(lambda fn=fn: fn(a, b), repeats, calls)
     return result
 
 
@@ -227,22 +228,25 @@ def choose(pass_name: str, x_shape, kernel_shape, spec: ConvSpec) -> str:
         made = _made.get(key, {}).get(pass_name)
     if made is not None:
         return made
+    timings = None
     if os.environ.get("JAXDL_CONV_TUNING", "1") == "0":
-        impl, how = "onednn", None
+        impl = "onednn"
     else:
-        stored = cached_choices().get(key, {}).get(pass_name)
-        if stored in IMPLEMENTATIONS:
-            impl, how = stored, f"from {cache_file()}"
-        else:
+        impl = cached_choices().get(key, {}).get(pass_name)
+        if impl not in IMPLEMENTATIONS:
             with jax.ensure_compile_time_eval():  # we may be inside a trace: run, don't stage
                 timings = time_pass(pass_name, x_shape, kernel_shape, spec)
             impl = min(IMPLEMENTATIONS, key=timings.__getitem__)
             _write_cache(key, pass_name, impl, timings)
-            how = f"timed: oneDNN {timings['onednn']:.2f} ms, XLA {timings['xla']:.2f} ms"
     with _lock:
         impl = _made.setdefault(key, {}).setdefault(pass_name, impl)
-    if how is not None and not how.startswith("from"):
-        print(f"jaxdl: convolution {key} {pass_name} on {impl} ({how})", file=sys.stderr)
+        _changes[0] += 1
+    if timings is not None:
+        print(
+            f"jaxdl: convolution {key} {pass_name} on {impl} (timed: oneDNN "
+            f"{timings['onednn']:.2f} ms, XLA {timings['xla']:.2f} ms)",
+            file=sys.stderr,
+        )
     return impl
 
 
@@ -255,8 +259,7 @@ def tuned_conv(x: jax.Array, kernel: jax.Array, spec: ConvSpec) -> jax.Array:
 
 
 def _tuned_forward(x, kernel, spec):
-    impl = choose("forward", x.shape, kernel.shape, spec)
-    return run_pass("forward", impl, spec, x, kernel)
+    return run_pass("forward", choose("forward", x.shape, kernel.shape, spec), spec, x, kernel)
 
 
 def _tuned_fwd(x, kernel, spec):
@@ -268,8 +271,8 @@ def _tuned_bwd(spec, residuals, dy):
     data = choose("backward_data", x.shape, kernel.shape, spec)
     weights = choose("backward_weights", x.shape, kernel.shape, spec)
     return (
-        run_pass("backward_data", data, spec, None, kernel, dy, x.shape),
-        run_pass("backward_weights", weights, spec, x, None, dy, kernel.shape),
+        run_pass("backward_data", data, spec, dy, kernel, x.shape),
+        run_pass("backward_weights", weights, spec, x, dy, kernel.shape),
     )
 
 
