@@ -97,8 +97,17 @@ class RunDir:
         path = self.file(CONV_CHOICES)
         if not os.path.exists(path):
             return {}
-        with open(path) as f:
-            return json.load(f)
+        try:
+            with open(path) as f:
+                choices = json.load(f)
+        except ValueError:
+            choices = None
+        if not isinstance(choices, dict):
+            raise ConfigError(
+                f"{path} is not a JSON object of convolution choices; delete it (the run then "
+                f"times its convolutions again) or restore it."
+            )
+        return choices
 
     def save_predictions(self, probabilities: np.ndarray) -> None:
         if self.writer:

@@ -105,7 +105,7 @@ def _fit(run: Run, evaluators: list, epochs_cap: int) -> FitResult:
         state, meta = resumed
         start_epoch, start_index = meta["epoch"], meta["index"]
         history = rundir.read_metrics(before_epoch=start_epoch)
-        tuning.pin(rundir.read_conv_choices())
+        tuning.pin(rundir.read_conv_choices(), rundir.file(CONV_CHOICES))
         log(
             f"resuming from {checkpointer.directory} at step {int(state.step)} "
             f"(epoch {start_epoch}, batch {start_index}); --restart starts over"

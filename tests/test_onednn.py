@@ -272,3 +272,15 @@ def test_tuned_conv_with_mixed_passes_equals_lax(choice, monkeypatch):
             assert relative_error(g, w) <= 1e-5
     finally:
         tuning.forget()
+
+
+def test_a_damaged_choices_file_in_a_run_directory_is_one_sentence(tmp_path):
+    from jaxdl.errors import ConfigError
+    from jaxdl.rundir import CONV_CHOICES, RunDir
+
+    run = RunDir(str(tmp_path))
+    (tmp_path / CONV_CHOICES).write_text("[1, 2")
+    with pytest.raises(ConfigError, match="is not a JSON object of convolution choices"):
+        run.read_conv_choices()
+    with pytest.raises(ConfigError, match=r"conv_choices.json: 'k' is \{'forward': 'gpu'\}"):
+        tuning.pin({"k": {"forward": "gpu"}}, str(tmp_path / CONV_CHOICES))

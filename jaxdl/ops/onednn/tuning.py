@@ -42,6 +42,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxdl.errors import ConfigError
 from jaxdl.ops import fast_cpu, onednn
 from jaxdl.ops.onednn import ConvSpec
 
@@ -100,11 +101,11 @@ def choices() -> dict[str, dict[str, str]]:
         return {key: dict(sorted(value.items())) for key, value in sorted(_made.items())}
 
 
-def pin(values: dict[str, dict[str, str]]) -> None:
-    """Makes these choices (as `choices()` returns them) win over the disk cache and over
-    timing: a resumed run takes the kernels its checkpoints were trained with."""
+def pin(values: dict[str, dict[str, str]], source: str = "conv choices") -> None:
+    """Makes these choices (as `choices()` returns them, read from `source`) win over the disk
+    cache and over timing: a resumed run takes the kernels its checkpoints were trained with."""
     for key, value in values.items():
-        _check(value, f"conv choice {key!r}")
+        _check(value, f"{source}: {key!r}")
     with _lock:
         for key, value in values.items():
             _made.setdefault(key, {}).update(value)
@@ -120,7 +121,7 @@ def forget() -> None:
 
 def _check(value: dict[str, str], where: str) -> None:
     if not set(value) <= set(PASSES) or not set(value.values()) <= set(IMPLEMENTATIONS):
-        raise ValueError(
+        raise ConfigError(
             f"{where} is {value!r}; its keys must be among {', '.join(PASSES)}, each one of "
             f"{', '.join(IMPLEMENTATIONS)}."
         )
