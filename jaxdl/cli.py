@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import shlex
 import sys
 import time
 import traceback
@@ -24,6 +25,7 @@ from jaxdl.loop import log
 from jaxdl.nn.conv import LAYER_IMPLS
 from jaxdl.optim import OPTIMIZERS, SCHEDULES, WEIGHT_DECAY_MODES
 from jaxdl.parallel import MODES
+from jaxdl.preemption import Preempted
 from jaxdl.rundir import PREDICTIONS, RunDir
 
 _HELP = {
@@ -65,6 +67,7 @@ _HELP = {
     "is resumed from its latest checkpoint",
     "restart": "delete the run directory's checkpoints and start over",
     "checkpoint_every_steps": "also checkpoint every N steps (0: at epoch ends only)",
+    "checkpoint_every_minutes": "also checkpoint every M minutes of wall time (0: off)",
     "keep_checkpoints": "how many latest checkpoints to keep (the best one is kept apart)",
     "train_limit": "use only the first N training examples (quick runs)",
     "test_limit": "use only the first N test examples (quick runs)",
@@ -142,16 +145,28 @@ def finish(workdir: str, results: dict, start: float) -> dict:
     return results
 
 
+def resume_command() -> str:
+    """This process's command line as the user typed it (what resumes a stopped run)."""
+    argv = getattr(sys, "orig_argv", None) or [sys.executable, *sys.argv]
+    return " ".join(shlex.quote(part) for part in argv)
+
+
 def run(main: Callable[[], object]) -> None:
     """Runs a command's `main`; a `ConfigError` ends it with one line on stderr and exit code 2,
-    no traceback. Joins a multi-process run first when `jaxdl.distributed.launch` started this
-    one; there, any failure ends the process at once, so the launcher can stop the others."""
+    no traceback; SIGTERM / Ctrl-C during training checkpoint the run and end it with one line
+    saying where it stopped and how to resume, and exit code 143 / 130. Joins a multi-process
+    run first when `jaxdl.distributed.launch` started this one; there, any failure ends the
+    process at once, so the launcher can stop the others."""
     try:
         initialize_from_env()
         main()
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)
         exit_process(2)
+    except Preempted as stopped:
+        where = f"; checkpoint {stopped.directory}" if stopped.directory else ""
+        log(f"{stopped}{where}; run the same command again to resume: {resume_command()}")
+        exit_process(stopped.exit_code)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         exit_process(130)

@@ -60,6 +60,7 @@ class TrainConfig:
     workdir: str = "runs/default"
     restart: bool = False
     checkpoint_every_steps: int = 0
+    checkpoint_every_minutes: float = 0.0
     keep_checkpoints: int = 3
     train_limit: int | None = None
     test_limit: int | None = None
@@ -89,6 +90,11 @@ class TrainConfig:
                 f"--time_budget_minutes must be 0 (off) or a positive number of minutes, got "
                 f"{self.time_budget_minutes}."
             )
+        for name in ("checkpoint_every_steps", "checkpoint_every_minutes"):
+            if not 0 <= getattr(self, name) < float("inf"):
+                raise ConfigError(
+                    f"--{name} must be 0 (off) or a positive number, got {getattr(self, name)}."
+                )
         check_layer_impl(self.layers)
         if self.dtype not in DTYPES:
             raise ConfigError(f"unknown --dtype {self.dtype!r}; choose one of {', '.join(DTYPES)}.")

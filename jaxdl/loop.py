@@ -6,7 +6,8 @@ record appended to the run's `metrics.jsonl`; a checkpoint (and one every
 `checkpoint_every_steps` steps); early stopping when the selection metric has not improved for
 `early_stopping_patience` epochs (then the best epoch's state is returned). A run resumed from
 a checkpoint passes its data position as `start_epoch` / `start_index` and continues exactly
-where it stopped.
+where it stopped. SIGTERM or Ctrl-C stops the run at the next step boundary with a checkpoint
+(`jaxdl.preemption`): mid-epoch at once, on an epoch's last step after that epoch's record.
 
 What differs between tasks is plugged in, not copied:
 
@@ -23,6 +24,7 @@ What differs between tasks is plugged in, not copied:
 from __future__ import annotations
 
 import dataclasses
+import os
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -30,12 +32,14 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+from jax.experimental import multihost_utils
 from tqdm.auto import tqdm
 
 from jaxdl.checkpoint import Checkpointer
 from jaxdl.distributed.setup import is_main_process
 from jaxdl.errors import ConfigError, NonFiniteError
 from jaxdl.metrics import mean_of_batches
+from jaxdl.preemption import Preempted, StopOnSignal
 from jaxdl.rundir import RunDir
 
 Evaluator = Callable[[Any], dict[str, float]]
@@ -143,6 +147,7 @@ def fit(
     checkpointer: Checkpointer | None = None,
     checkpoint_meta: dict[str, Any] | None = None,
     checkpoint_every_steps: int | None = None,
+    checkpoint_every_minutes: float | None = None,
     start_epoch: int = 1,
     start_index: int = 0,
     history: list[dict[str, Any]] | None = None,
@@ -155,7 +160,9 @@ def fit(
     epochs finished before a resume. `local_state` maps the (possibly replicated) state to a
     single-device one for checkpoints. After `max_bad_steps` consecutive skipped steps it
     raises `NonFiniteError` (checked every 20 steps, so the host rarely waits for the
-    device)."""
+    device). Checkpoints are also written every `checkpoint_every_steps` steps and every
+    `checkpoint_every_minutes` minutes of wall time. On SIGTERM / SIGINT it checkpoints and
+    raises `Preempted` (see the module docstring)."""
     steps = steps_per_epoch
     compiled: list[tuple[Callable, Any, Callable]] = []
     compile_seconds = 0.0
@@ -181,10 +188,31 @@ def fit(
         if score is not None and selection.better(score, best_score):
             best_score, best_epoch = score, record["epoch"]
 
+    last_save = time.monotonic()
+
     def save(state: Any, epoch: int, index: int, score: float | None = None) -> None:
+        nonlocal last_save
         if checkpointer is not None:
             meta = dict(checkpoint_meta or {}, epoch=epoch, index=index)
             checkpointer.save(local_state(state), meta, score)
+        last_save = time.monotonic()
+
+    def stop(signum: int, state: Any, epoch: int, index: int, saved: bool = False) -> Preempted:
+        jax.block_until_ready(state)  # no process leaves a collective of this step unfinished
+        if not saved:
+            save(state, epoch, index)
+        if jax.process_count() > 1:  # and none exits before process 0 wrote the checkpoint
+            multihost_utils.sync_global_devices("jaxdl: stopped for a signal")
+        directory = None
+        if checkpointer is not None:
+            directory = os.path.join(checkpointer.directory, "latest", str(global_step))
+        return Preempted(signum, global_step, epoch, index, directory)
+
+    def checkpoint_due() -> bool:
+        if checkpoint_every_steps and global_step % checkpoint_every_steps == 0:
+            return True
+        minutes = checkpoint_every_minutes
+        return bool(minutes) and time.monotonic() - last_save >= 60 * minutes
 
     progress = Progress(start_epoch, epochs, state, train_step, learning_rate_fn, history)
     global_step = int(local_state(state).step)
@@ -192,6 +220,8 @@ def fit(
     train_seconds = 0.0
     main_process = is_main_process()
     writer = rundir.metrics_writer(history) if rundir else None
+    signals = StopOnSignal().__enter__()
+    stopping = False  # a stop was requested on an epoch's last step: stop after its record
     try:
         while progress.epoch <= progress.epochs:
             for hook in hooks:
@@ -226,11 +256,12 @@ def fit(
                 batch_metrics.append(metrics)
                 bar.update(batch_size)
                 # (the last batch of an epoch is saved by the epoch-end checkpoint below)
-                if (
-                    checkpoint_every_steps
-                    and index + 1 < steps
-                    and global_step % checkpoint_every_steps == 0
-                ):
+                if signals.stop_requested(global_step):
+                    if index + 1 < steps:
+                        bar.close()
+                        raise stop(signals.signum, state, epoch, index + 1)
+                    stopping = True
+                elif index + 1 < steps and checkpoint_due():
                     save(state, epoch, index + 1)
                 if index % 20 == 19 or index == steps - 1:
                     bad_run = _check_finite(
@@ -267,6 +298,8 @@ def fit(
             log(epoch_line(record, progress.epochs))
             score = selection.score(record)
             save(state, epoch + 1, 0, record.get(selection.metric))
+            if stopping:
+                raise stop(signals.signum, state, epoch + 1, 0, saved=True)
 
             progress = dataclasses.replace(progress, state=state, history=history)
             if score is not None and selection.better(score, best_score):
@@ -285,6 +318,7 @@ def fit(
                 progress = hook.after_epoch(progress)
             progress = dataclasses.replace(progress, epoch=epoch + 1)
     finally:
+        signals.__exit__()
         if writer is not None:
             writer.close()
     final = progress.state

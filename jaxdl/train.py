@@ -149,6 +149,7 @@ def _fit(run: Run, evaluators: list, epochs_cap: int) -> FitResult:
             checkpointer=checkpointer,
             checkpoint_meta={"model": config.model, "parameters": count_params(state.params)},
             checkpoint_every_steps=config.checkpoint_every_steps,
+            checkpoint_every_minutes=config.checkpoint_every_minutes,
             start_epoch=start_epoch,
             start_index=start_index,
             history=history,

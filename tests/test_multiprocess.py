@@ -3,6 +3,7 @@ collectives through gloo). Every test starts its own processes and leaves none b
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -149,3 +150,66 @@ def test_launcher_without_a_command_says_so():
     result = run([*LAUNCH, "--processes", "2"])
     assert result.returncode == 2
     assert "give the command to run after --" in result.stderr
+
+
+def launched_mnist(workdir) -> subprocess.Popen:
+    """The sharded MNIST MLP as two launched processes, long enough to be stopped mid-run."""
+    experiment = [sys.executable, "-m", "experiments.mnist_mlp", "--parallel", "sharded"]
+    options = ["--train_limit", "15000", "--test_limit", "500", "--widths", "256"]
+    options += ["--epochs", "2", "--batch_size", "50", "--quiet", "--no-plots"]
+    return subprocess.Popen(
+        [*LAUNCH, "--processes", "2", "--", *experiment, *options, "--workdir", str(workdir)],
+        cwd=REPO,
+        env=subprocess_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def process_pid(launcher: subprocess.Popen, process_id: int) -> int:
+    """The pid of the launched process with JAXDL_PROCESS_ID == `process_id`."""
+    with open(f"/proc/{launcher.pid}/task/{launcher.pid}/children") as f:
+        children = [int(pid) for pid in f.read().split()]
+    for pid in children:
+        with open(f"/proc/{pid}/environ", "rb") as f:
+            if f"JAXDL_PROCESS_ID={process_id}".encode() in f.read().split(b"\0"):
+                return pid
+    raise AssertionError(f"no launched process {process_id} among {children}")
+
+
+@pytest.mark.slow
+def test_sigterm_to_one_process_stops_both_at_one_step_and_resumes_exactly(tmp_path, data_dir):
+    from tests.test_reliability import final_params
+
+    reference = tmp_path / "uninterrupted"
+    finished = launched_mnist(reference)
+    output = finished.communicate(timeout=300)[0]
+    assert finished.returncode == 0, output[-3000:]
+    workdir = tmp_path / "stopped"
+    launcher = launched_mnist(workdir)
+    lines = []
+    for line in launcher.stdout:
+        lines.append(line)
+        if line.startswith("compiled the train step"):
+            time.sleep(1.0)
+            os.kill(process_pid(launcher, 1), signal.SIGTERM)
+            break
+    lines.extend(launcher.stdout)
+    launcher.wait(timeout=300)
+    output = "".join(lines)
+    assert launcher.returncode == 143, output[-3000:]
+    (line,) = [line for line in output.splitlines() if line.startswith("stopped by SIGTERM")]
+    step = int(line.split(" at step ")[1].split()[0])
+    ref_step, ref_params = final_params(reference)
+    assert 0 < step < ref_step
+    assert final_params(workdir)[0] == step  # one checkpoint, at the step both stopped at
+    resumed = launched_mnist(workdir)
+    output = resumed.communicate(timeout=300)[0]
+    assert resumed.returncode == 0, output[-3000:]
+    assert f"resuming from {workdir}" in output
+    last, params = final_params(workdir)
+    assert last == ref_step
+    import jax
+
+    jax.tree.map(np.testing.assert_array_equal, params, ref_params)

@@ -310,6 +310,7 @@ FIELD_EFFECTS = {
     "test_limit": ({}, {"test_limit": 40}, lambda o: o.results["test_count"]),
     "checkpoint_every_steps": ({"keep_checkpoints": 20}, {"checkpoint_every_steps": 3}, _checkpoints),
     "keep_checkpoints": ({"epochs": 3}, {"keep_checkpoints": 1}, _checkpoints),
+    "checkpoint_every_minutes": ({"keep_checkpoints": 20}, {"checkpoint_every_minutes": 1e-9}, _checkpoints),
 }  # fmt: skip
 # fields shown otherwise below
 SPECIAL = {"layers", "workdir", "restart", "model_options"}

@@ -9,8 +9,11 @@ Each process gets `JAXDL_COORDINATOR` (a free localhost port; process 0 serves i
 `JAXDL_NUM_PROCESSES`, `JAXDL_PROCESS_ID` and optionally `JAXDL_CPU_DEVICES`, which
 `jaxdl.distributed.initialize_from_env` turns into `jax.distributed.initialize`. Process 0
 writes the run's logs and files; the others print only their errors. The launcher waits for all
-of them; when one fails it stops the rest and exits with the failed process's code, and on
-Ctrl-C it stops them all, so no process is left behind. On many hosts, start one process per
+of them; when one fails it stops the rest and exits with the failed process's code, so no
+process is left behind. A process that stopped for a signal (exit code 143 or 130: it
+checkpointed, see `jaxdl.preemption`) is not a failure: the others stop at the same step, and
+the launcher waits for them. SIGTERM or Ctrl-C to the launcher is handed to every process, which
+then stop alike; the launcher exits 143 or 130. On many hosts, start one process per
 host with the same variables (coordinator = the first host) instead.
 """
 
@@ -49,10 +52,23 @@ def process_env(process_id: int, processes: int, port: int, cpu_devices: int | N
     return env
 
 
-def stop(procs: list[subprocess.Popen], grace_seconds: float = 10.0) -> None:
-    """SIGTERM to every process still running, SIGKILL to those alive after the grace time."""
+STOPPED_BY_SIGNAL = (143, 130)  # the codes of a run that checkpointed on SIGTERM / SIGINT
+STOP_GRACE_SECONDS = 120.0  # time for the others to reach the agreed step and checkpoint
+
+
+class _Terminated(Exception):
+    """The launcher itself got SIGTERM."""
+
+
+def _raise_terminated(signum, frame) -> None:
+    raise _Terminated
+
+
+def stop(procs: list[subprocess.Popen], grace_seconds: float = 10.0, send: bool = True) -> None:
+    """SIGTERM to every process still running (unless `send` is false: they are stopping
+    already), SIGKILL to those alive after the grace time."""
     for proc in procs:
-        if proc.poll() is None:
+        if send and proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
     deadline = time.monotonic() + grace_seconds
     for proc in procs:
@@ -73,6 +89,20 @@ def _die_with_parent() -> None:
         pass
 
 
+def _stopped_code(procs: list[subprocess.Popen], code: int) -> int:
+    """`code` when every process stopped cleanly for a signal (or finished); else the code of
+    the first that did not, named on stderr."""
+    for index, proc in enumerate(procs):
+        if proc.returncode not in (0, *STOPPED_BY_SIGNAL):
+            print(
+                f"jaxdl.distributed.launch: process {index} exited with code "
+                f"{proc.returncode} while stopping",
+                file=sys.stderr,
+            )
+            return proc.returncode
+    return code
+
+
 def launch(
     command: list[str], processes: int, cpu_devices: int | None = None, port: int | None = None
 ) -> int:
@@ -85,10 +115,14 @@ def launch(
         )
         for i in range(processes)
     ]
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         while True:
             codes = [proc.poll() for proc in procs]
             failed = [(i, code) for i, code in enumerate(codes) if code not in (None, 0)]
+            if failed and failed[0][1] in STOPPED_BY_SIGNAL:
+                stop(procs, STOP_GRACE_SECONDS, send=False)
+                return _stopped_code(procs, failed[0][1])
             if failed:
                 index, code = failed[0]
                 print(
@@ -101,9 +135,14 @@ def launch(
             if all(code == 0 for code in codes):
                 return 0
             time.sleep(0.1)
-    except KeyboardInterrupt:
-        stop(procs)
-        return 130
+    except KeyboardInterrupt:  # Ctrl-C reached every process of the terminal's group
+        stop(procs, STOP_GRACE_SECONDS, send=False)
+        return _stopped_code(procs, 130)
+    except _Terminated:
+        stop(procs, STOP_GRACE_SECONDS)
+        return _stopped_code(procs, 143)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def main(argv: list[str] | None = None) -> None:
