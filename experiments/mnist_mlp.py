@@ -57,9 +57,16 @@ def main(argv: list[str] | None = None) -> dict:
     given = [name for name in MLP_OPTIONS if getattr(args, name) is not None]
     model_options = {}
     if args.model == "mlp":
+        # a repeated run (--config) keeps its own MLP's options unless given again
+        saved = (getattr(args, "saved_config", None) or {}).get("model_options", {})
         for name, (option, default, parse) in MLP_OPTIONS.items():
             value = getattr(args, name)
-            model_options[option] = parse(value) if value is not None else parse(default)
+            if value is not None:
+                model_options[option] = parse(value)
+            elif option in saved:
+                model_options[option] = cli.from_json(saved[option])
+            else:
+                model_options[option] = parse(default)
     elif given:
         raise ConfigError(
             f"--{given[0]} shapes the MLP only, not model {args.model!r}; drop it or use "

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import os
 import shlex
 import sys
@@ -18,7 +19,7 @@ import time
 import traceback
 from collections.abc import Callable, Collection
 
-from jaxdl.config import DTYPES, TrainConfig
+from jaxdl.config import DTYPES, TrainConfig, config_from_values
 from jaxdl.distributed.setup import exit_process, in_multiprocess_run, initialize_from_env
 from jaxdl.errors import ConfigError
 from jaxdl.loop import log
@@ -84,6 +85,52 @@ _CHOICES = {
 }
 
 
+class Parser(argparse.ArgumentParser):
+    """An argument parser with `--config RUN_DIR` (or `RUN_DIR/config.json`): the options'
+    defaults become that run's values, so a new run repeats it exactly, and any option given
+    beside it overrides it. The saved values are kept as `args.saved_config`; a new run
+    directory (`<that run's workdir>-rerun` unless --workdir says) keeps the old run intact."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.add_argument(
+            "--config",
+            default=None,
+            help="repeat the run of this run directory (or its config.json); options given "
+            "beside it override its values",
+        )
+
+    def parse_known_args(self, args=None, namespace=None):
+        argv = sys.argv[1:] if args is None else list(args)
+        probe = argparse.ArgumentParser(add_help=False)
+        probe.add_argument("--config", default=None)
+        path = probe.parse_known_args(argv)[0].config
+        if not path:
+            return super().parse_known_args(argv, namespace)
+        saved = read_saved_config(path)
+        dests = {action.dest for action in self._actions}
+        defaults = {k: from_json(v) for k, v in saved.items() if k in dests and k != "config"}
+        defaults["workdir"] = f"{saved.get('workdir', 'runs/default').rstrip('/')}-rerun"
+        self.set_defaults(**defaults, saved_config=saved)
+        return super().parse_known_args(argv, namespace)
+
+
+def read_saved_config(path: str) -> dict:
+    """The values of a run's `config.json`, given the run directory or the file itself."""
+    directory = os.path.dirname(path) if os.path.basename(path) == "config.json" else path
+    if not os.path.isdir(directory):
+        raise ConfigError(
+            f"--config {path}: no such run directory; pass a run directory jaxdl wrote (or its "
+            f"config.json)."
+        )
+    return RunDir(directory).read_config()
+
+
+def from_json(value):
+    """A saved value as the option holds it (JSON has no tuples)."""
+    return tuple(value) if isinstance(value, list) else value
+
+
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """Adds "(default: X)" to an option's help unless the help already says its default."""
 
@@ -102,7 +149,7 @@ def parser(
     unknown = set(exclude) - set(_HELP)
     if unknown:
         raise ValueError(f"cannot exclude unknown options {sorted(unknown)}")
-    result = argparse.ArgumentParser(description=description, formatter_class=HelpFormatter)
+    result = Parser(description=description, formatter_class=HelpFormatter)
     for field in dataclasses.fields(TrainConfig):
         if field.name not in _HELP or field.name in exclude:
             continue
@@ -127,13 +174,23 @@ def _type_of(name: str, default) -> Callable:
 
 
 def config_from_args(args: argparse.Namespace, defaults: TrainConfig, **overrides) -> TrainConfig:
-    """A `TrainConfig` from parsed options (fields not on the command line keep `defaults`)."""
+    """A `TrainConfig` from parsed options (fields not on the command line keep `defaults`,
+    or, with `--config`, the saved run's values)."""
+    saved = getattr(args, "saved_config", None)
+    if saved:
+        kept = {f.name for f in dataclasses.fields(TrainConfig)} - set(overrides)
+        defaults = dataclasses.replace(
+            defaults, **{k: v for k, v in vars(config_from_values(saved)).items() if k in kept}
+        )
     values = {
         f.name: getattr(args, f.name)
         for f in dataclasses.fields(TrainConfig)
         if hasattr(args, f.name)
     }
-    return dataclasses.replace(defaults, **values, **overrides)
+    config = dataclasses.replace(defaults, **values, **overrides)
+    if saved:
+        log(f"configuration of {args.config}, as run now: {json.dumps(dataclasses.asdict(config))}")
+    return config
 
 
 def finish(workdir: str, results: dict, start: float) -> dict:

@@ -36,13 +36,11 @@ def classification(
     return losses, (jnp.argmax(logits, -1) == labels).astype(jnp.float32)
 
 
-def step_rng(state: TrainState, axis_name: str | None = None) -> jax.Array:
-    """This step's dropout key: the run key folded with the step (and the device index under
-    pmap, so replicas draw different masks). Deterministic, so resume reproduces it."""
-    rng = jax.random.fold_in(state.rng, state.step)
-    if axis_name is not None:
-        rng = jax.random.fold_in(rng, lax.axis_index(axis_name))
-    return rng
+def step_rng(state: TrainState) -> jax.Array:
+    """This step's dropout key: the run key folded with the step, the same on every device.
+    Deterministic, so resume reproduces it; `jaxdl.nn.Dropout` folds in each example's
+    position in the global batch, so the masks do not depend on the device split."""
+    return jax.random.fold_in(state.rng, state.step)
 
 
 def train_step(
@@ -73,7 +71,7 @@ def train_step(
             variables,
             batch["image"],
             train=True,
-            rngs={"dropout": step_rng(state, axis_name)},
+            rngs={"dropout": step_rng(state)},
             mutable=["batch_stats"] if has_batch_stats else [],
         )
         losses, hits = objective(logits, batch["label"], label_smoothing)

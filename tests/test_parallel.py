@@ -217,3 +217,51 @@ def test_experiment_runs_sharded_end_to_end(tmp_path, data_dir):
     assert results["devices"] == DEVICES and results["test_count"] == 400
     assert results["test_accuracy"] > 0.5
     assert os.path.exists(tmp_path / "checkpoints" / "latest")
+
+
+def test_dropout_masks_do_not_depend_on_the_device_split():
+    """One global batch, one step key: the masks of `single`, `pmap` and `sharded` (8 devices)
+    are bit-identical, and they differ between examples and between steps."""
+    from jax.sharding import Mesh, NamedSharding
+    from jax.sharding import PartitionSpec as P
+
+    from jaxdl.nn import Dropout
+
+    x = jnp.ones((64, 5, 3))
+    key = jax.random.PRNGKey(7)
+
+    def drop(axis_name=None):
+        layer = Dropout(0.5, axis_name=axis_name)
+        return lambda key, x: layer.apply({}, x, rngs={"dropout": key})
+
+    single = jax.jit(drop())(key, x)
+    split = x.reshape(DEVICES, 8, 5, 3)
+    pmapped = jax.pmap(drop("batch"), axis_name="batch", in_axes=(None, 0))(key, split)
+    mesh = Mesh(np.asarray(jax.devices()[:DEVICES]), ("data",))
+    sharded = jax.jit(
+        drop(), in_shardings=(NamedSharding(mesh, P()), NamedSharding(mesh, P("data")))
+    )(key, x)
+    np.testing.assert_array_equal(np.asarray(pmapped).reshape(x.shape), single)
+    np.testing.assert_array_equal(sharded, single)
+    assert set(np.unique(single)) == {0.0, 2.0}
+    assert 0.4 < float(np.mean(single == 0)) < 0.6
+    assert not np.array_equal(single[0], single[1])  # each example its own mask
+    assert not np.array_equal(jax.jit(drop())(jax.random.PRNGKey(8), x), single)
+
+
+def test_mlp_with_dropout_trains_alike_in_every_mode():
+    def run(mode):
+        model = parallel.model_for_mode(
+            models.create("mlp", num_classes=10, widths=(64,), dropout_rate=0.5), mode
+        )
+        state = create_train_state(model, optax.sgd(0.1), jax.random.PRNGKey(0), (1, 28, 28, 1))
+        runner = parallel.create_runner(mode)
+        state = runner.put_state(state)
+        for batch in batches(3, size=64, pixels=28):
+            batch = {"image": batch["image"][..., :1], "label": batch["label"]}
+            state, _ = runner.train(state, batch)
+        return jax.device_get(runner.local_state(state).params)
+
+    single = run("single")
+    for mode in ("pmap", "sharded"):
+        chex.assert_trees_all_close(run(mode), single, atol=1e-5, rtol=0)

@@ -220,3 +220,25 @@ def test_sigkill_at_several_moments_then_resume_is_bit_identical(tmp_path):
     step, params = final_params(workdir)
     assert step == ref_step == 18
     jax.tree.map(np.testing.assert_array_equal, params, ref_params)
+
+
+def test_config_repeats_a_run_and_options_beside_it_override(tmp_path, data_dir, capsys):
+    quick = ["--train_limit", "550", "--test_limit", "100", "--batch_size", "50", "--quiet"]
+    original = tmp_path / "original"
+    first = [*quick, "--epochs", "2", "--widths", "32", "--dropout", "0.3", "--seed", "4"]
+    mnist_mlp.main([*first, "--lr", "0.003", "--no-plots", "--workdir", str(original)])
+    again = tmp_path / "again"
+    mnist_mlp.main(["--config", str(original), "--workdir", str(again)])
+    assert "configuration of " in capsys.readouterr().out
+    assert records(again) == records(original)
+    with open(again / "config.json") as f:
+        repeated = json.load(f)
+    options = {"widths": [32], "act": "relu", "weight_init": "he", "dropout_rate": 0.3}
+    assert repeated["model_options"] == options
+    assert (repeated["lr"], repeated["seed"], repeated["plots"]) == (0.003, 4, False)
+    # an option beside --config wins; without --workdir the repeat gets its own directory
+    mnist_mlp.main(["--config", str(original / "config.json"), "--epochs", "1"])
+    with open(f"{original}-rerun/config.json") as f:
+        assert (json.load(f)["epochs"]) == 1
+    with pytest.raises(ConfigError, match="--config .*nowhere: no such run directory"):
+        mnist_mlp.main(["--config", str(tmp_path / "nowhere")])

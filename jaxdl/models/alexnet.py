@@ -11,6 +11,7 @@ import jax.numpy as jnp
 
 from jaxdl.models.registry import register
 from jaxdl.nn import Conv
+from jaxdl.nn.dropout import Dropout
 from jaxdl.nn.pool import MaxPool, adaptive_avg_pool
 
 
@@ -20,6 +21,7 @@ class AlexNet(nn.Module):
 
     num_classes: int = 1000
     dropout_rate: float = 0.5
+    axis_name: str | None = None  # the pmap axis, for dropout masks
     dtype: Any = jnp.float32
     layers: str = "auto"
 
@@ -35,7 +37,7 @@ class AlexNet(nn.Module):
         x = MaxPool(3, 2, layers=self.layers)(nn.relu(conv(256, 3)(x)))
         x = adaptive_avg_pool(x, (6, 6)).reshape(x.shape[0], -1)
         for width in (4096, 4096):
-            x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
+            x = Dropout(self.dropout_rate, deterministic=not train, axis_name=self.axis_name)(x)
             x = nn.relu(nn.Dense(width, dtype=self.dtype)(x))
         return nn.Dense(self.num_classes, dtype=self.dtype)(x)
 

@@ -13,6 +13,7 @@ import jax.numpy as jnp
 
 from jaxdl.models.registry import register
 from jaxdl.nn import ConvBN
+from jaxdl.nn.dropout import Dropout
 from jaxdl.nn.inception import Inception
 from jaxdl.nn.pool import MaxPool
 
@@ -70,7 +71,7 @@ class GoogLeNet(nn.Module):
                 layers=self.layers,
             )(x, train)
         x = jnp.mean(x, axis=(1, 2))
-        x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
+        x = Dropout(self.dropout_rate, deterministic=not train, axis_name=self.axis_name)(x)
         return nn.Dense(self.num_classes, dtype=self.dtype)(x)
 
 

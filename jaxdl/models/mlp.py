@@ -12,6 +12,7 @@ import jax.numpy as jnp
 from jaxdl.errors import ConfigError
 from jaxdl.models.registry import register
 from jaxdl.nn.activations import Maxout, activation
+from jaxdl.nn.dropout import Dropout
 
 # "xavier" (Glorot & Bengio 2010) keeps variance for tanh/sigmoid; "he" (He et al. 2015)
 # doubles it to make up for ReLU zeroing half its inputs; "lecun" is Flax's default.
@@ -38,6 +39,7 @@ class MLP(nn.Module):
     act: str = "relu"
     weight_init: str = "he"
     dropout_rate: float = 0.0
+    axis_name: str | None = None  # the pmap axis, for dropout masks
     maxout_pieces: int = 2
     dtype: Any = jnp.float32
 
@@ -53,7 +55,7 @@ class MLP(nn.Module):
                     nn.Dense(width, kernel_init=kernel_init, dtype=self.dtype)(x)
                 )
             if self.dropout_rate:
-                x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
+                x = Dropout(self.dropout_rate, deterministic=not train, axis_name=self.axis_name)(x)
         return nn.Dense(self.num_classes, dtype=self.dtype)(x)
 
 

@@ -14,6 +14,7 @@ import jax.numpy as jnp
 
 from jaxdl.models.registry import register
 from jaxdl.nn import Conv
+from jaxdl.nn.dropout import Dropout
 from jaxdl.nn.fire import Fire
 from jaxdl.nn.pool import MaxPool
 
@@ -55,6 +56,7 @@ class SqueezeNet(nn.Module):
     stem_stride: int = 2
     stem_pool: bool = True
     dropout_rate: float = 0.5
+    axis_name: str | None = None  # the pmap axis, for dropout masks
     dtype: Any = jnp.float32
     layers: str = "auto"
 
@@ -77,7 +79,7 @@ class SqueezeNet(nn.Module):
                 x = MaxPool(3, 2, ceil_mode=True, layers=self.layers)(x)
             else:
                 x = Fire(fire[0], fire[1], fire[1], dtype=self.dtype, layers=self.layers)(x)
-        x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
+        x = Dropout(self.dropout_rate, deterministic=not train, axis_name=self.axis_name)(x)
         x = nn.relu(
             Conv(self.num_classes, 1, dtype=self.dtype, layers=self.layers, name="classifier")(x)
         )

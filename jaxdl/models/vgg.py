@@ -18,6 +18,7 @@ import jax.numpy as jnp
 
 from jaxdl.models.registry import register
 from jaxdl.nn import BatchNorm, Conv
+from jaxdl.nn.dropout import Dropout
 from jaxdl.nn.pool import MaxPool, adaptive_avg_pool
 
 CONFIGS: dict[int, tuple] = {
@@ -81,12 +82,12 @@ class VGG(nn.Module):
             return nn.Dense(self.num_classes, dtype=self.dtype)(jnp.mean(x, axis=(1, 2)))
         if self.head == "small":
             x = nn.relu(nn.Dense(256, dtype=self.dtype)(x.reshape(x.shape[0], -1)))
-            x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
+            x = Dropout(self.dropout_rate, deterministic=not train, axis_name=self.axis_name)(x)
             return nn.Dense(self.num_classes, dtype=self.dtype)(x)
         x = adaptive_avg_pool(x, (7, 7)).reshape(x.shape[0], -1)
         for width in (4096, 4096):
             x = nn.relu(nn.Dense(width, dtype=self.dtype)(x))
-            x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
+            x = Dropout(self.dropout_rate, deterministic=not train, axis_name=self.axis_name)(x)
         return nn.Dense(self.num_classes, dtype=self.dtype)(x)
 
 

@@ -2,12 +2,14 @@
 
 from jaxdl.nn.activations import ACTIVATIONS, Maxout, activation, maxout
 from jaxdl.nn.conv import BatchNorm, Conv, ConvBN, he_normal_fan_out
+from jaxdl.nn.dropout import Dropout
 
 __all__ = [
     "ACTIVATIONS",
     "BatchNorm",
     "Conv",
     "ConvBN",
+    "Dropout",
     "Maxout",
     "activation",
     "he_normal_fan_out",

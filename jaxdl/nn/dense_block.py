@@ -10,6 +10,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxdl.nn.conv import BatchNorm, Conv
+from jaxdl.nn.dropout import Dropout
 from jaxdl.nn.pool import AvgPool
 
 
@@ -34,7 +35,7 @@ class DenseLayer(nn.Module):
             nn.relu(bn()(y, train))
         )
         if self.dropout_rate:
-            y = nn.Dropout(self.dropout_rate, deterministic=not train)(y)
+            y = Dropout(self.dropout_rate, deterministic=not train, axis_name=self.axis_name)(y)
         return jnp.concatenate([x, y], axis=-1)
 
 

@@ -11,6 +11,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxdl.nn.conv import BatchNorm, Conv, ConvBN
+from jaxdl.nn.dropout import Dropout
 
 
 def pad_shortcut(x: jax.Array, features: int, stride: int) -> jax.Array:
@@ -108,7 +109,7 @@ class PreActBlock(nn.Module):
         )(pre)
         y = nn.relu(bn()(y, train))
         if self.dropout_rate:
-            y = nn.Dropout(self.dropout_rate, deterministic=not train)(y)
+            y = Dropout(self.dropout_rate, deterministic=not train, axis_name=self.axis_name)(y)
         y = Conv(self.features, 3, 1, use_bias=False, dtype=self.dtype, layers=self.layers)(y)
         if self.strides != 1 or x.shape[-1] != self.features:
             x = Conv(
