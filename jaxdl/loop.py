@@ -219,7 +219,7 @@ def fit(
     bad_run = 0  # consecutive steps skipped for a non-finite loss or gradient
     train_seconds = 0.0
     main_process = is_main_process()
-    writer = rundir.metrics_writer(history) if rundir else None
+    writer = rundir.metrics_writer(history, global_step) if rundir else None
     signals = StopOnSignal().__enter__()
     stopping = False  # a stop was requested on an epoch's last step: stop after its record
     try:
@@ -268,6 +268,8 @@ def fit(
                         batch_metrics[checked:], bad_run, max_bad_steps, global_step
                     )
                     checked = len(batch_metrics)
+                    if writer is not None:  # the host has waited for this step already
+                        writer.write_step(global_step, jax.device_get(metrics))
                 if not quiet and (index % 20 == 0 or index == steps - 1):
                     bar.set_postfix(_postfix(index, steps, metrics))
             bad_run = _check_finite(batch_metrics[checked:], bad_run, max_bad_steps, global_step)

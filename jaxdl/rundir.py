@@ -3,6 +3,10 @@
     RUN_DIR/
       config.json              the run's configuration (+ the data's channel statistics)
       metrics.jsonl            one JSON record per epoch: train / validation metrics, timings
+      events.out.tfevents.*    the same figures for TensorBoard (`tensorboard --logdir runs/`):
+                               each record's numbers per epoch at its step, the train metrics
+                               every 20 steps and on each epoch's last ("train_step/..."), the
+                               plots as images
       results.json             the final figures (test metrics, times, parameter count)
       test_probabilities.npy   f32[test examples, classes], with --save_predictions
       conv_choices.json        the convolution kernels each shape ran on (oneDNN or XLA), so a
@@ -20,6 +24,7 @@ import os
 from typing import Any
 
 import numpy as np
+from tensorboardX import SummaryWriter
 
 from jaxdl.distributed.setup import is_main_process
 from jaxdl.errors import ConfigError
@@ -131,10 +136,28 @@ class RunDir:
             return records
         return [r for r in records if r["epoch"] < before_epoch]
 
-    def metrics_writer(self, history: list[dict[str, Any]]) -> MetricsWriter:
+    def metrics_writer(self, history: list[dict[str, Any]], step: int = 0) -> MetricsWriter:
         """A writer that starts `metrics.jsonl` over with `history` (the records a resumed run
-        keeps) and appends one record per call."""
-        return MetricsWriter(self.file(METRICS) if self.writer else os.devnull, history)
+        keeps) and appends one record per call, each also to TensorBoard's events; `step` is
+        the global step the run starts from (TensorBoard drops what an earlier try of this run
+        logged from there on)."""
+        if not self.writer:
+            return MetricsWriter(os.devnull, history, None)
+        events = SummaryWriter(self.path, purge_step=step or None, flush_secs=30)
+        return MetricsWriter(self.file(METRICS), history, events)
+
+    def write_plots_to_events(self) -> None:
+        """Adds every PNG under plots/ to TensorBoard's events as an image named by its file."""
+        if not self.writer or not os.path.isdir(self.plots):
+            return
+        from PIL import Image
+
+        with SummaryWriter(self.path) as events:
+            for name in sorted(os.listdir(self.plots)):
+                if name.endswith(".png"):
+                    with Image.open(os.path.join(self.plots, name)) as image:
+                        pixels = np.asarray(image.convert("RGB"))
+                    events.add_image(f"plots/{name[:-4]}", pixels, dataformats="HWC")
 
     def _write_json(self, name: str, values: dict[str, Any]) -> None:
         if self.writer:
@@ -143,20 +166,44 @@ class RunDir:
                 json.dump(values, f, indent=2, default=str)
 
 
+def event_tag(key: str) -> str:
+    """The TensorBoard tag of a record entry: `train_loss` -> `train/loss`, `val_accuracy` ->
+    `val/accuracy`; the rest (learning_rate, images_per_second, ...) as they are."""
+    for split in ("train", "val"):
+        if key.startswith(f"{split}_") and key != "val_seconds":
+            return f"{split}/{key[len(split) + 1 :]}"
+    return key
+
+
 class MetricsWriter:
     """Appends epoch records to `metrics.jsonl`, flushed line by line (a killed run keeps every
-    finished epoch)."""
+    finished epoch), and their numbers to TensorBoard's `events` at each record's step."""
 
-    def __init__(self, path: str, history: list[dict[str, Any]]):
+    def __init__(self, path: str, history: list[dict[str, Any]], events: SummaryWriter | None):
         if path != os.devnull:
             os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
         self._file = open(path, "w")  # noqa: SIM115 - closed by close()
         for record in history:
-            self.write(record)
+            self._file.write(json.dumps(record) + "\n")
+        self._file.flush()
+        self._events = events
 
     def write(self, record: dict[str, Any]) -> None:
         self._file.write(json.dumps(record) + "\n")
         self._file.flush()
+        if self._events is not None:
+            for key, value in record.items():
+                if key not in ("epoch", "step") and isinstance(value, (int, float)):
+                    self._events.add_scalar(event_tag(key), value, record["step"])
+            self._events.flush()
+
+    def write_step(self, step: int, metrics: dict[str, float]) -> None:
+        """One train step's scalar metrics, as `train_step/<name>` at `step`."""
+        if self._events is not None:
+            for name, value in metrics.items():
+                self._events.add_scalar(f"train_step/{name}", value, step)
 
     def close(self) -> None:
         self._file.close()
+        if self._events is not None:
+            self._events.close()

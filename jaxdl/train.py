@@ -69,6 +69,7 @@ def train_and_evaluate(config: TrainConfig, task: Any = CLASSIFICATION) -> dict[
     run.rundir.write_results(results)
     if is_main_process():
         task.outputs(run, final_state, test_data, result.history)
+        run.rundir.write_plots_to_events()
     log(
         f"trained {len(result.history)} epochs in {result.train_seconds:.1f} s "
         f"(+{result.compile_seconds:.1f} s compile); wall time {results['wall_seconds']:.1f} s; "
