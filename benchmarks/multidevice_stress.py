@@ -60,7 +60,10 @@ def main(argv: list[str] | None = None) -> None:
         for index in range(args.runs):
             code, seconds, reason = run_once(mode, f"{args.workdir}/{mode}", args.timeout)
             counts[mode][code] += 1
-            print(f"{mode} run {index + 1}/{args.runs}: exit {code} in {seconds:.1f} s {reason}")
+            print(
+                f"{mode} run {index + 1}/{args.runs}: exit {code} in {seconds:.1f} s {reason}",
+                flush=True,
+            )
     for mode, counter in counts.items():
         ended = ", ".join(f"exit {code}: {count}" for code, count in sorted(counter.items()))
         print(f"{mode}: {args.runs} runs; {ended}")
