@@ -265,4 +265,3 @@ def test_mlp_with_dropout_trains_alike_in_every_mode():
     single = run("single")
     for mode in ("pmap", "sharded"):
         chex.assert_trees_all_close(run(mode), single, atol=1e-5, rtol=0)
-
