@@ -178,10 +178,9 @@ def config_from_args(args: argparse.Namespace, defaults: TrainConfig, **override
     or, with `--config`, the saved run's values)."""
     saved = getattr(args, "saved_config", None)
     if saved:
-        kept = {f.name for f in dataclasses.fields(TrainConfig)} - set(overrides)
-        defaults = dataclasses.replace(
-            defaults, **{k: v for k, v in vars(config_from_values(saved)).items() if k in kept}
-        )
+        kept = (set(saved) & {f.name for f in dataclasses.fields(TrainConfig)}) - set(overrides)
+        values = vars(config_from_values(saved))
+        defaults = dataclasses.replace(defaults, **{k: values[k] for k in kept})
     values = {
         f.name: getattr(args, f.name)
         for f in dataclasses.fields(TrainConfig)

@@ -79,6 +79,12 @@ def probe(action: argparse.Action, tmp_path) -> list[str]:
         return [flag, str(tmp_path / "empty_tfds")]
     if name == "workdir":
         return [flag, str(tmp_path / "other_workdir")]
+    if name == "config":  # a saved run that differs from the defaults in its seed
+        saved = tmp_path / "saved_run"
+        os.makedirs(saved, exist_ok=True)
+        with open(saved / "config.json", "w") as f:
+            json.dump({"seed": 12345, "workdir": str(saved)}, f)
+        return [flag, str(saved)]
     if name in PROBES:
         return [flag, PROBES[name]]
     if action.type is float:
