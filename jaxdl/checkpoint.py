@@ -80,6 +80,10 @@ class Checkpointer:
             item_names=("state", "meta"),
         )
 
+    def latest_path(self, step: int) -> str:
+        """Where the latest/ checkpoint of `step` lives."""
+        return os.path.join(self.directory, "latest", str(step))
+
     def save(self, state: TrainState, meta: dict[str, Any], score: float | None = None):
         """Writes `state` and `meta` at `state.step` to latest/, and to best/ when `score` (the
         run's selection metric) is given and beats the best so far, in the `best_mode`

@@ -24,7 +24,6 @@ What differs between tasks is plugged in, not copied:
 from __future__ import annotations
 
 import dataclasses
-import os
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -203,9 +202,7 @@ def fit(
             save(state, epoch, index)
         if jax.process_count() > 1:  # and none exits before process 0 wrote the checkpoint
             multihost_utils.sync_global_devices("jaxdl: stopped for a signal")
-        directory = None
-        if checkpointer is not None:
-            directory = os.path.join(checkpointer.directory, "latest", str(global_step))
+        directory = checkpointer.latest_path(global_step) if checkpointer is not None else None
         return Preempted(signum, global_step, epoch, index, directory)
 
     def checkpoint_due() -> bool:

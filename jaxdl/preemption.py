@@ -21,8 +21,6 @@ from types import FrameType
 import jax
 from jax.experimental import multihost_utils
 
-EXIT_CODES = {signal.SIGTERM: 143, signal.SIGINT: 130}
-
 
 class Preempted(Exception):
     """The run stopped at a step boundary on `signum` and wrote a checkpoint: `step`, the data
@@ -38,7 +36,7 @@ class Preempted(Exception):
 
     @property
     def exit_code(self) -> int:
-        return EXIT_CODES.get(self.signum, 128 + self.signum)
+        return 128 + self.signum  # the shell's code for a signal: 143 SIGTERM, 130 SIGINT
 
 
 class StopOnSignal:

@@ -52,7 +52,8 @@ def process_env(process_id: int, processes: int, port: int, cpu_devices: int | N
     return env
 
 
-STOPPED_BY_SIGNAL = (143, 130)  # the codes of a run that checkpointed on SIGTERM / SIGINT
+# the codes of a run that checkpointed on SIGTERM / SIGINT (jaxdl.preemption): 143, 130
+STOPPED_BY_SIGNAL = (128 + signal.SIGTERM, 128 + signal.SIGINT)
 STOP_GRACE_SECONDS = 120.0  # time for the others to reach the agreed step and checkpoint
 
 
