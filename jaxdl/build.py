@@ -27,6 +27,11 @@ from jaxdl.state import TrainState, count_params, create_train_state
 def create_model(config: TrainConfig, num_outputs: int) -> nn.Module:
     """The config's model with `num_outputs` outputs, its dtype and layer implementation, set up
     for the parallel mode (BatchNorm synchronised under pmap)."""
+    if config.layers == "onednn" and jax.default_backend() != "cpu":
+        raise ConfigError(
+            f"--layers onednn runs on the CPU only, and this run's backend is "
+            f"{jax.default_backend()}; use --layers auto (XLA's layers there) or plain."
+        )
     model = models.create(
         config.model,
         num_classes=num_outputs,

@@ -35,6 +35,7 @@ from jax.experimental import multihost_utils
 from tqdm.auto import tqdm
 
 from jaxdl.checkpoint import Checkpointer
+from jaxdl.dispatch import BoundedDispatch
 from jaxdl.distributed.setup import is_main_process
 from jaxdl.errors import ConfigError, NonFiniteError
 from jaxdl.metrics import mean_of_batches
@@ -217,6 +218,7 @@ def fit(
     train_seconds = 0.0
     main_process = is_main_process()
     writer = rundir.metrics_writer(history, global_step) if rundir else None
+    in_flight = BoundedDispatch()  # the host runs at most a few steps ahead (jaxdl.dispatch)
     signals = StopOnSignal().__enter__()
     stopping = False  # a stop was requested on an epoch's last step: stop after its record
     try:
@@ -247,6 +249,7 @@ def fit(
             index = first_index - 1
             for index, batch in enumerate(_chain(first, epoch_batches), start=first_index):
                 state, metrics = step_fn(state, batch)
+                in_flight(metrics)  # not the state: the next step donates its buffers
                 global_step += 1
                 for hook in hooks:
                     state = hook.after_step(state, global_step)

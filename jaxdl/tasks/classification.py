@@ -12,6 +12,7 @@ import numpy as np
 
 from jaxdl import data as data_lib
 from jaxdl.config import TrainConfig
+from jaxdl.dispatch import BoundedDispatch
 from jaxdl.data.device import DeviceDataset, Preprocess, eval_batches
 from jaxdl.data.sources import ArrayDataset
 from jaxdl.errors import ConfigError
@@ -29,9 +30,10 @@ def evaluate(
     eval_fn: Callable, state: Any, data: DeviceDataset, batch_size: int, preprocess: Preprocess
 ) -> dict[str, float]:
     """`{"loss", "accuracy", "count"}` of `eval_step` (run by `eval_fn`) over every example of
-    `data` exactly once."""
+    `data` exactly once (a few batches in flight at a time: `jaxdl.dispatch`)."""
+    bound = BoundedDispatch()
     return totals_to_means(
-        eval_fn(state, batch) for batch in eval_batches(data, batch_size, preprocess)
+        bound(eval_fn(state, batch)) for batch in eval_batches(data, batch_size, preprocess)
     )
 
 
