@@ -12,9 +12,9 @@ import numpy as np
 
 from jaxdl import data as data_lib
 from jaxdl.config import TrainConfig
-from jaxdl.dispatch import BoundedDispatch
 from jaxdl.data.device import DeviceDataset, Preprocess, eval_batches
 from jaxdl.data.sources import ArrayDataset
+from jaxdl.dispatch import BoundedDispatch
 from jaxdl.errors import ConfigError
 from jaxdl.loop import Evaluator, Selection, log
 from jaxdl.metrics import totals_to_means
