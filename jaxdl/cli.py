@@ -47,6 +47,7 @@ _HELP = {
     "weight_decay_mode": "l2 (in the loss) or decoupled (AdamW-style) (default: decoupled for "
     "adamw, l2 otherwise)",
     "label_smoothing": "label smoothing for the cross-entropy",
+    "clip_grad_norm": "rescale each step's gradients to at most this global L2 norm (0: off)",
     "val_size": "validation examples carved from the training split",
     "crop_padding": "random-crop padding in pixels (0: no crop)",
     "flip": "random horizontal flips",

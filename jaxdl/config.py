@@ -46,6 +46,7 @@ class TrainConfig:
     weight_decay: float = 0.0
     weight_decay_mode: str | None = None
     label_smoothing: float = 0.0
+    clip_grad_norm: float = 0.0
     val_size: int = 5000
     crop_padding: int = 0
     flip: bool = False
@@ -76,6 +77,7 @@ class TrainConfig:
             weight_decay_mode=self.weight_decay_mode,
             schedule=self.schedule,
             warmup_epochs=self.warmup_epochs,
+            clip_grad_norm=self.clip_grad_norm,
         )
 
     def validate(self) -> None:

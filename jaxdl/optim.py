@@ -11,6 +11,10 @@ Weight decay comes in two forms, and the difference matters for adaptive optimiz
   by ``lr * weight_decay`` per step whatever its gradient history. ``adamw`` always uses it.
 
 Only kernels (weights) are decayed; biases and BatchNorm parameters are not.
+
+`clip_grad_norm` > 0 rescales each step's gradients to at most that global L2 norm
+(`optax.clip_by_global_norm`, Pascanu et al. 2013), before the optimizer sees them: recurrent
+nets need it against exploding gradients.
 """
 
 from __future__ import annotations
@@ -49,6 +53,7 @@ class OptimizerConfig:
     b2: float = 0.999
     rmsprop_decay: float = 0.9
     eps: float = 1e-8
+    clip_grad_norm: float = 0.0  # > 0: gradients rescaled to at most this global norm
 
     def resolved_weight_decay_mode(self) -> str:
         if self.name == "adamw":
@@ -73,6 +78,10 @@ class OptimizerConfig:
         if self.weight_decay < 0:
             raise ConfigError(
                 f"weight decay must be zero or positive, got --weight_decay {self.weight_decay}."
+            )
+        if not 0 <= self.clip_grad_norm < float("inf"):
+            raise ConfigError(
+                f"--clip_grad_norm must be 0 (off) or a positive norm, got {self.clip_grad_norm}."
             )
         if self.weight_decay_mode not in (None, *WEIGHT_DECAY_MODES):
             raise ConfigError(
@@ -124,6 +133,9 @@ def create_optimizer(
     config.validate()
     learning_rate_fn = create_learning_rate_fn(config, steps_per_epoch, epochs)
     parts = [_direction(config)]
+    if config.clip_grad_norm:
+        # before the optimizer's statistics: a clipped RNN step is also a clipped Adam input
+        parts.insert(0, optax.clip_by_global_norm(config.clip_grad_norm))
     if config.weight_decay and config.resolved_weight_decay_mode() == "decoupled":
         parts.append(optax.add_decayed_weights(config.weight_decay, mask=kernel_mask))
     parts.append(optax.scale_by_learning_rate(learning_rate_fn))

@@ -22,9 +22,12 @@ class TrainState(train_state.TrainState):
     rng: jax.Array | None = None
 
 
-def init_variables(model: nn.Module, rng: jax.Array, input_shape: tuple[int, ...]) -> dict:
-    """`model.init` on zeros of `input_shape` ([1, H, W, C] or [1, D]), jitted."""
-    dummy = jnp.zeros(input_shape, jnp.float32)
+def init_variables(
+    model: nn.Module, rng: jax.Array, input_shape: tuple[int, ...], input_dtype: Any = jnp.float32
+) -> dict:
+    """`model.init` on zeros of `input_shape` ([1, H, W, C], [1, D], or token ids [1, T] with
+    `input_dtype` int32), jitted."""
+    dummy = jnp.zeros(input_shape, input_dtype)
     return jax.jit(lambda key: model.init({"params": key, "dropout": key}, dummy, train=False))(rng)
 
 
@@ -33,10 +36,12 @@ def create_train_state(
     tx: optax.GradientTransformation,
     rng: jax.Array,
     input_shape: tuple[int, ...],
+    input_dtype: Any = jnp.float32,
 ) -> TrainState:
-    """A fresh state for `model` with example input shape `input_shape` (batch dimension 1)."""
+    """A fresh state for `model` with example input shape `input_shape` (batch dimension 1)
+    and dtype `input_dtype` (int32 for token ids)."""
     init_rng, step_rng = jax.random.split(rng)
-    variables = init_variables(model, init_rng, input_shape)
+    variables = init_variables(model, init_rng, input_shape, input_dtype)
     return TrainState.create(
         apply_fn=model.apply,
         params=variables["params"],

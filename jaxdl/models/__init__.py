@@ -17,6 +17,7 @@ from jaxdl.models import (  # noqa: F401
     linear,
     mlp,
     resnet,
+    sequence,
     squeezenet,
     vgg,
 )

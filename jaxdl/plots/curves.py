@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
@@ -57,4 +57,22 @@ def plot_learning_rate(
     ax.plot(steps, rates)
     ax.set(title="Learning rate schedule", xlabel="step", ylabel="learning rate")
     ax.grid(alpha=0.3)
+    return save_figure(fig, path)
+
+
+def plot_input_gradients(norms: dict[str, Sequence[float]], path: str) -> str:
+    """The input-gradient norm per step t = 1..T on a log scale, one line per entry (its label,
+    e.g. "lstm, trained"): how far back in the sequence the loss still reaches."""
+    fig, ax = plt.subplots(figsize=(7, 4.5), constrained_layout=True)
+    for label, values in norms.items():
+        steps = np.arange(1, len(values) + 1)
+        style = "--" if "initial" in label else "-"
+        ax.semilogy(steps, np.maximum(np.asarray(values), 1e-30), style, label=label)
+    ax.set(
+        title="Loss gradient with respect to the input at step t",
+        xlabel="input step t (the loss is computed after the last step)",
+        ylabel="‖∂L/∂x_t‖ (log scale)",
+    )
+    ax.grid(alpha=0.3, which="both")
+    ax.legend()
     return save_figure(fig, path)
