@@ -42,12 +42,19 @@ def create_model(config: TrainConfig, num_outputs: int) -> nn.Module:
     return parallel.model_for_mode(model, config.parallel)
 
 
-def check_model_fits(model: nn.Module, config: TrainConfig, image_shape: tuple[int, ...]) -> None:
+def check_model_fits(
+    model: nn.Module,
+    config: TrainConfig,
+    image_shape: tuple[int, ...],
+    input_dtype: Any = jnp.float32,
+) -> None:
     """Traces the model on one image (shapes only, nothing allocated or compiled) so that an
     input it cannot take stops with one sentence instead of an XLA traceback."""
     try:
         jax.eval_shape(
-            lambda: model.init(jax.random.PRNGKey(0), jnp.zeros((1, *image_shape)), train=False)
+            lambda: model.init(
+                jax.random.PRNGKey(0), jnp.zeros((1, *image_shape), input_dtype), train=False
+            )
         )
     except Exception as error:  # noqa: BLE001 - any failure here means the shape does not fit
         reason = str(error).strip().splitlines()[0][:160] if str(error).strip() else ""
@@ -59,18 +66,22 @@ def check_model_fits(model: nn.Module, config: TrainConfig, image_shape: tuple[i
 
 
 def initial_state(
-    config: TrainConfig, num_outputs: int, image_shape: tuple[int, ...], steps_per_epoch: int
+    config: TrainConfig,
+    num_outputs: int,
+    image_shape: tuple[int, ...],
+    steps_per_epoch: int,
+    input_dtype: Any = jnp.float32,
 ) -> tuple[TrainState, Callable[[int], float], jax.Array]:
     """The run's model, optimizer and fresh state: `(state, learning_rate_fn, data_key)`, all
     decided by `config.seed` (`data_key` seeds shuffling and augmentation); the state is on
     one device."""
     model = create_model(config, num_outputs)
-    check_model_fits(model, config, image_shape)
+    check_model_fits(model, config, image_shape, input_dtype)
     tx, learning_rate_fn = create_optimizer(
         config.optimizer_config(), steps_per_epoch, config.epochs
     )
     init_key, data_key = jax.random.split(jax.random.PRNGKey(config.seed))
-    state = create_train_state(model, tx, init_key, (1, *image_shape))
+    state = create_train_state(model, tx, init_key, (1, *image_shape), input_dtype)
     return state, learning_rate_fn, data_key
 
 
@@ -108,7 +119,11 @@ class Run:
         optimizer, so the state is built again (same seed, same initial parameters)."""
         config = dataclasses.replace(self.config, epochs=epochs)
         state, learning_rate_fn, data_key = initial_state(
-            config, self.task.num_outputs(self.train), self.train.image_shape, self.steps
+            config,
+            self.task.num_outputs(self.train),
+            self.train.image_shape,
+            self.steps,
+            self.task.input_dtype,
         )
         return dataclasses.replace(
             self, config=config, state=state, learning_rate_fn=learning_rate_fn, data_key=data_key
@@ -135,11 +150,14 @@ def build(config: TrainConfig, task: Any) -> Run:
     rundir.prepare()
     train, val, test = task.splits(config)
     steps = data_lib.steps_per_epoch(len(train), config.batch_size)
-    mean, std = data_lib.channel_stats(train.images)
-    preprocess = Preprocess(mean, std, task.augmentation(config))
+    if task.tokens:  # token ids, stored as uint8: no channels to normalise
+        mean, std, preprocess = (), (), Preprocess((), (), tokens=True)
+    else:
+        mean, std = data_lib.channel_stats(train.images)
+        preprocess = Preprocess(mean, std, task.augmentation(config))
     log(task.describe(config, train, val, test))
     state, learning_rate_fn, data_key = initial_state(
-        config, task.num_outputs(train), train.image_shape, steps
+        config, task.num_outputs(train), train.image_shape, steps, task.input_dtype
     )
     log(f"{config.model}: {count_params(state.params):,} parameters")
     return Run(

@@ -12,6 +12,7 @@ import functools
 from collections.abc import Iterator
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from jaxdl.data.augment import Augmentation, augment, normalize
@@ -41,11 +42,22 @@ def to_device(dataset: ArrayDataset, device=None) -> DeviceDataset:
 @dataclasses.dataclass(frozen=True)
 class Preprocess:
     """How raw uint8 images become model input: per-channel `mean`/`std` (in [0, 1] units) and
-    the training `augmentation`. Hashable, so jitted functions take it as a static argument."""
+    the training `augmentation`; with `tokens`, the stored uint8 values are token ids and
+    become i32 as they are (no normalisation, no augmentation). Hashable, so jitted functions
+    take it as a static argument."""
 
     mean: tuple[float, ...]
     std: tuple[float, ...]
     augmentation: Augmentation = Augmentation()
+    tokens: bool = False
+
+    def inputs(self, stored: jax.Array, key: jax.Array | None = None) -> jax.Array:
+        """Model input from stored rows: normalised (and, given a `key`, augmented) images
+        f32[B, H, W, C], or token ids i32[B, T]."""
+        if self.tokens:
+            return stored.astype(jnp.int32)
+        images = normalize(stored, self.mean, self.std)
+        return images if key is None else augment(key, images, self.augmentation)
 
 
 def steps_per_epoch(num_examples: int, batch_size: int) -> int:
@@ -75,9 +87,7 @@ def train_batch(
     """Batch number `index` of an epoch: gather rows `order[index]`, normalise, augment.
     Returns `{"image": f32[B, H, W, C], "label": i32[B]}`."""
     rows = order[index]
-    images = normalize(data.images[rows], preprocess.mean, preprocess.std)
-    images = augment(key, images, preprocess.augmentation)
-    return {"image": images, "label": data.labels[rows]}
+    return {"image": preprocess.inputs(data.images[rows], key), "label": data.labels[rows]}
 
 
 def train_batches(
@@ -93,8 +103,7 @@ def train_batches(
 
 @functools.partial(jax.jit, static_argnames=("preprocess",))
 def _eval_batch(data: DeviceDataset, rows: jax.Array, mask: jax.Array, preprocess: Preprocess):
-    images = normalize(data.images[rows], preprocess.mean, preprocess.std)
-    return {"image": images, "label": data.labels[rows], "mask": mask}
+    return {"image": preprocess.inputs(data.images[rows]), "label": data.labels[rows], "mask": mask}
 
 
 def eval_batches(

@@ -76,3 +76,21 @@ def plot_input_gradients(norms: dict[str, Sequence[float]], path: str) -> str:
     ax.grid(alpha=0.3, which="both")
     ax.legend()
     return save_figure(fig, path)
+
+
+def plot_bits_per_char(
+    history: list[dict[str, Any]], baselines: dict[str, float], path: str
+) -> str:
+    """A language model's bits per character per epoch, train (from the loss in nats) and
+    validation, with horizontal lines for `baselines` (label -> bits per character)."""
+    fig, ax = plt.subplots(figsize=(7, 4.5), constrained_layout=True)
+    epochs = [r["epoch"] for r in history]
+    ax.plot(epochs, [r["train_loss"] / np.log(2) for r in history], "o-", label="train")
+    if history and "val_bits_per_char" in history[0]:
+        ax.plot(epochs, [r["val_bits_per_char"] for r in history], "o--", label="validation")
+    for index, (label, value) in enumerate(baselines.items()):
+        ax.axhline(value, color=f"C{index + 2}", linestyle=":", label=label)
+    ax.set(title="Bits per character", xlabel="epoch", ylabel="bits per character")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return save_figure(fig, path)

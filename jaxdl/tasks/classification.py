@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from jaxdl import data as data_lib
@@ -77,6 +78,8 @@ class Classification:
     unsupported: frozenset[str] = frozenset()
     selection = Selection("val_accuracy", "max")
     objective = staticmethod(classification)
+    tokens = False  # inputs are images; a task of token ids (i32 model input) sets it
+    input_dtype = jnp.float32
 
     def options(self) -> dict[str, Any]:
         """The task's own settings, written to `config.json` beside the config."""
