@@ -36,6 +36,19 @@ def classification(
     return losses, (jnp.argmax(logits, -1) == labels).astype(jnp.float32)
 
 
+def padded_sequences(
+    logits: jax.Array, labels: jax.Array, label_smoothing: float = 0.0, pad: int = 0
+) -> tuple[jax.Array, jax.Array]:
+    """The objective for target sequences padded with `pad`: per-example mean cross-entropy
+    f32[B] over the real tokens of labels i32[B, T] (logits f32[B, T, K]), and per-example
+    token accuracy f32[B]."""
+    real = (labels != pad).astype(jnp.float32)
+    count = jnp.maximum(real.sum(-1), 1.0)
+    losses = softmax_cross_entropy(logits, labels, label_smoothing)
+    hits = (jnp.argmax(logits, -1) == labels).astype(jnp.float32)
+    return (losses * real).sum(-1) / count, (hits * real).sum(-1) / count
+
+
 def step_rng(state: TrainState) -> jax.Array:
     """This step's dropout key: the run key folded with the step, the same on every device.
     Deterministic, so resume reproduces it; `jaxdl.nn.Dropout` folds in each example's
@@ -132,9 +145,9 @@ def eval_step(
         logits = 0.5 * (logits + predict(state, batch["image"][:, :, ::-1, :]))
     labels = batch["label"]
     mask = batch.get("mask", jnp.ones(labels.shape[:1], jnp.float32))
-    # per-pixel labels i32[B, H, W] (segmentation): every pixel of a real example counts
-    mask = jnp.broadcast_to(mask.reshape(mask.shape + (1,) * (labels.ndim - 1)), labels.shape)
     losses, hits = objective(logits, labels)
+    # per-pixel losses f32[B, H, W] (segmentation): every pixel of a real example counts
+    mask = jnp.broadcast_to(mask.reshape(mask.shape + (1,) * (losses.ndim - 1)), losses.shape)
     metrics = {
         "loss_sum": jnp.sum(losses * mask),
         "correct": jnp.sum(hits * mask),
