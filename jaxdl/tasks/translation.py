@@ -121,12 +121,9 @@ class NumberTranslation(Classification):
     def report(self, results: dict[str, Any]) -> None:
         for source, output in results["examples_wrong"]:
             log(f"wrong: {source!r} -> {output!r}")
-        log(
-            f"test exact match, words -> digits: {100 * results['test_exact_match_to_digits']:.2f} %"
-        )
-        log(
-            f"test exact match, digits -> words: {100 * results['test_exact_match_to_words']:.2f} %"
-        )
+        for name, direction in (("to_digits", "words -> digits"), ("to_words", "digits -> words")):
+            share = 100 * results[f"test_exact_match_{name}"]
+            log(f"test exact match, {direction}: {share:.2f} %")
         log(f"test per-token accuracy: {100 * results['test_token_accuracy']:.2f} %")
         log(f"test accuracy: {100 * results['test_accuracy']:.2f} %")
 
