@@ -5,7 +5,8 @@ its `.py` files outside the test folders, split into train / validation / test b
 a seeded, stable split (`jaxdl.data.text`); the first lines name the Python version and
 describe the corpus. `--model lstm` (two LSTM layers) or `--model transformer` (a GPT-style
 decoder under a causal mask) reads windows of `--context` characters and predicts each next
-character. The best epoch by validation bits per character is kept (`--early_stopping_patience`
+character, for as many epochs as fit 28 minutes of training here (`--time_budget_minutes`;
+at most `--epochs`). The best epoch by validation bits per character is kept (`--early_stopping_patience`
 stops early). It prints test bits per character against the unigram and bigram baselines of
 the same split, and samples continuing `--prompt` at temperatures 0.5 and 1.0; the last line
 is `test bits per character: N.NNN`. See the README for the measured figures and a sample.
@@ -23,7 +24,8 @@ from jaxdl.train import train_and_evaluate
 DEFAULTS = TrainConfig(
     dataset="python_stdlib",
     model="char_lstm",
-    epochs=4,
+    epochs=10,
+    time_budget_minutes=28.0,
     batch_size=64,
     eval_batch_size=256,
     lr=2e-3,
