@@ -86,6 +86,10 @@ def main(argv: list[str] | None = None) -> dict:
     saved_model = {name: short for short, name in MODELS.items()}.get(saved.get("model"))
     model = args.sequence_model or saved_model or "lstm"
     width, depth = DEFAULT_SIZES[model]
+    if model == saved_model:  # a repeated run (--config) keeps its sizes unless given again
+        kept = saved.get("model_options", {})
+        width = kept.get("hidden", kept.get("dim", width))
+        depth = kept.get("num_layers", kept.get("depth", depth))
     options = MODEL_OPTIONS[model](args.width or width, args.depth or depth)
     options["dropout_rate"] = args.dropout
     if model == "transformer":
