@@ -54,6 +54,9 @@ BASE_ARGV = {
 # Values for options whose type alone does not give a valid other value.
 PROBES = {
     "activations": "tanh",
+    "compare": "no_such_run",  # refused: a run directory to compare must hold a finished run
+    "prompt": "class ",
+    "text_root": "other_sources",
     "models": "resnet32",
     "settings": "weight decay",
     "sweep": "0.02,0.1",
@@ -300,7 +303,7 @@ FIELD_EFFECTS = {
     "weight_decay": ({}, {"weight_decay": 0.5}, _loss),
     "weight_decay_mode": ({"weight_decay": 0.5}, {"weight_decay_mode": "decoupled"}, _loss),
     "label_smoothing": ({}, {"label_smoothing": 0.3}, _loss),
-    "clip_grad_norm": ({"lr": 3e-2}, {"clip_grad_norm": 1e-3}, _loss),
+    "clip_grad_norm": ({"optimizer": "sgd", "lr": 3e-2}, {"clip_grad_norm": 1e-3}, _loss),
     "val_size": ({}, {"val_size": 8}, lambda o: o.history[0]["val_loss"]),
     "crop_padding": ({}, {"crop_padding": 4}, _loss),
     "flip": ({}, {"flip": True}, _loss),
