@@ -8,8 +8,9 @@ decoder under a causal mask) reads windows of `--context` characters and predict
 character, for as many epochs as fit 28 minutes of training here (`--time_budget_minutes`;
 at most `--epochs`). The best epoch by validation bits per character is kept
 (`--early_stopping_patience` stops early). It prints test bits per character against the
-unigram and bigram baselines of the same split, and samples continuing `--prompt` at temperatures 0.5 and 1.0; the last line
-is `test bits per character: N.NNN`. See the README for the measured figures and a sample.
+unigram and bigram baselines of the same split, and samples continuing `--prompt` at
+temperatures 0.5 and 1.0; the last line is `test bits per character: N.NNN`. See the README
+for the measured figures and a sample.
 """
 
 from __future__ import annotations
