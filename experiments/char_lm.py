@@ -27,7 +27,7 @@ DEFAULTS = TrainConfig(
     model="char_lstm",
     epochs=10,
     time_budget_minutes=28.0,
-    batch_size=128,
+    batch_size=64,
     eval_batch_size=256,
     lr=2e-3,
     optimizer="adam",
@@ -47,7 +47,7 @@ MODEL_OPTIONS = {
         "mlp_dim": 4 * width,
     },
 }
-DEFAULT_SIZES = {"lstm": (512, 2), "transformer": (256, 4)}
+DEFAULT_SIZES = {"lstm": (256, 2), "transformer": (128, 4)}
 
 
 def parser() -> argparse.ArgumentParser:
@@ -70,7 +70,7 @@ def parser() -> argparse.ArgumentParser:
     result.add_argument(
         "--width",
         type=int,
-        help="LSTM units per layer or Transformer width (default: 512 and 256)",
+        help="LSTM units per layer or Transformer width (default: 256 and 128)",
     )
     result.add_argument(
         "--depth", type=int, help="LSTM layers or Transformer blocks (default: 2 and 4)"

@@ -118,12 +118,8 @@ class Run:
         """The same run planned for `epochs` epochs: the schedule's length is part of the
         optimizer, so the state is built again (same seed, same initial parameters)."""
         config = dataclasses.replace(self.config, epochs=epochs)
-        state, learning_rate_fn, data_key = initial_state(
-            config,
-            self.task.num_outputs(self.train),
-            self.train.image_shape,
-            self.steps,
-            self.task.input_dtype,
+        state, learning_rate_fn, data_key = self.task.initial_state(
+            config, self.task.num_outputs(self.train), self.train.image_shape, self.steps
         )
         return dataclasses.replace(
             self, config=config, state=state, learning_rate_fn=learning_rate_fn, data_key=data_key
@@ -138,11 +134,17 @@ class Run:
 
 def build(config: TrainConfig, task: Any) -> Run:
     """The `Run` of `config` for `task`; every check that can fail does so here, before training."""
+    step = task.train_step(config)  # None: jaxdl.step.train_step with the task's objective
+    options = (
+        {}
+        if step
+        else {
+            "label_smoothing": config.label_smoothing,
+            "l2_weight": config.optimizer_config().l2_weight(),
+        }
+    )
     runner = parallel.create_runner(
-        config.parallel,
-        objective=task.objective,
-        label_smoothing=config.label_smoothing,
-        l2_weight=config.optimizer_config().l2_weight(),
+        config.parallel, objective=task.objective, target=task.target, step=step, **options
     )
     parallel.check_divisible(config.batch_size, runner.device_count)
     parallel.check_divisible(config.eval_batch_size, runner.device_count, "evaluation batch size")
@@ -153,11 +155,11 @@ def build(config: TrainConfig, task: Any) -> Run:
     if task.tokens:  # token ids, stored as uint8: no channels to normalise
         mean, std, preprocess = (), (), Preprocess((), (), tokens=True)
     else:
-        mean, std = data_lib.channel_stats(train.images)
+        mean, std = task.normalization(train)
         preprocess = Preprocess(mean, std, task.augmentation(config))
     log(task.describe(config, train, val, test))
-    state, learning_rate_fn, data_key = initial_state(
-        config, task.num_outputs(train), train.image_shape, steps, task.input_dtype
+    state, learning_rate_fn, data_key = task.initial_state(
+        config, task.num_outputs(train), train.image_shape, steps
     )
     log(f"{config.model}: {count_params(state.params):,} parameters")
     return Run(

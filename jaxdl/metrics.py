@@ -37,11 +37,72 @@ def mean_of_batches(batch_metrics: Iterable[dict[str, jax.Array]]) -> dict[str, 
 
 
 def totals_to_means(batch_sums: Iterable[dict[str, jax.Array]]) -> dict[str, float]:
-    """Adds `eval_step` sums over all batches and returns `{"loss", "accuracy", "count"}`."""
+    """Adds `eval_step` sums over all batches and returns `{"loss", "accuracy", "count"}`
+    (for an objective with named figures, each `"<name>_sum"` as the mean `"<name>"` instead
+    of "accuracy")."""
     totals = jax.device_get(jax.tree.map(lambda *xs: sum(xs), *list(batch_sums)))
     count = float(totals["count"])
-    return {
-        "loss": float(totals["loss_sum"]) / count,
-        "accuracy": float(totals["correct"]) / count,
-        "count": int(count),
-    }
+    means = {"loss": float(totals["loss_sum"]) / count}
+    if "correct" in totals:
+        means["accuracy"] = float(totals["correct"]) / count
+    for name, total in totals.items():
+        if name.endswith("_sum") and name != "loss_sum":
+            means[name.removesuffix("_sum")] = float(total) / count
+    return means | {"count": int(count)}
+
+
+def clustering_accuracy(labels: np.ndarray, clusters: np.ndarray) -> float:
+    """The fraction of examples whose cluster maps to their label under the best one-to-one
+    matching of clusters to labels (Hungarian algorithm,
+    `scipy.optimize.linear_sum_assignment`), from labels i[N] and cluster ids i[N]."""
+    from scipy.optimize import linear_sum_assignment
+
+    labels, clusters = np.asarray(labels), np.asarray(clusters)
+    if labels.shape != clusters.shape:
+        raise ValueError(f"labels {labels.shape} and clusters {clusters.shape} differ in shape")
+    _, label_ids = np.unique(labels, return_inverse=True)
+    _, cluster_ids = np.unique(clusters, return_inverse=True)
+    counts = np.zeros((cluster_ids.max() + 1, label_ids.max() + 1), np.int64)
+    np.add.at(counts, (cluster_ids, label_ids), 1)
+    rows, cols = linear_sum_assignment(counts, maximize=True)
+    return float(counts[rows, cols].sum() / len(labels))
+
+
+def auroc(normal_scores: np.ndarray, anomaly_scores: np.ndarray) -> float:
+    """The area under the ROC curve of telling anomalies from normal examples by a score
+    (higher: more anomalous): the probability that a random anomaly scores above a random
+    normal example, ties counting one half (the Mann-Whitney U statistic)."""
+    from scipy.stats import rankdata
+
+    normal, anomalous = np.ravel(normal_scores), np.ravel(anomaly_scores)
+    if not len(normal) or not len(anomalous):
+        raise ValueError("AUROC needs at least one normal and one anomalous score")
+    ranks = rankdata(np.concatenate([normal, anomalous]))
+    anomaly_rank_sum = ranks[len(normal) :].sum()
+    u = anomaly_rank_sum - len(anomalous) * (len(anomalous) + 1) / 2
+    return float(u / (len(normal) * len(anomalous)))
+
+
+def frechet_distance(features_a: np.ndarray, features_b: np.ndarray) -> float:
+    """The Fréchet distance between Gaussians fitted to two sets of features f[N, D] (Heusel
+    et al. 2017's FID when the features are Inception's): |mu_a - mu_b|^2 + tr(S_a + S_b -
+    2 (S_a S_b)^(1/2))."""
+    from scipy import linalg
+
+    a, b = np.asarray(features_a, np.float64), np.asarray(features_b, np.float64)
+    mean_a, mean_b = a.mean(0), b.mean(0)
+    cov_a = np.atleast_2d(np.cov(a, rowvar=False))
+    cov_b = np.atleast_2d(np.cov(b, rowvar=False))
+    root = np.real(linalg.sqrtm(cov_a @ cov_b))  # rounding leaves a negligible imaginary part
+    return float(((mean_a - mean_b) ** 2).sum() + np.trace(cov_a + cov_b - 2 * root))
+
+
+def inception_score(probabilities: np.ndarray) -> float:
+    """exp(E_x KL(p(y | x) || p(y))) of a classifier's class probabilities f[N, K] on
+    generated examples (Salimans et al. 2016): K for confident predictions spread evenly over
+    the K classes, 1 for identical ones."""
+    p = np.asarray(probabilities, np.float64)
+    marginal = p.mean(0, keepdims=True)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        terms = np.where(p > 0, p * (np.log(p) - np.log(marginal)), 0.0)
+    return float(np.exp(terms.sum(1).mean()))

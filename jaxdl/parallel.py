@@ -90,11 +90,15 @@ def create_runner(
     mode: str = "single",
     devices: list | None = None,
     objective: Callable = classification,
+    target: str = "label",
+    step: Callable | None = None,
     **step_options,
 ) -> Runner:
     """A `Runner` for `mode`; `step_options` (label_smoothing, l2_weight) go to `train_step`,
-    the `objective` to both steps. `evaluate_flip` is `evaluate` with flip test-time
-    augmentation."""
+    the `objective` and the `target` (the batch entry it compares against) to both steps.
+    A task with a step of its own (two players: `jaxdl.adversarial.gan_train_step`) passes it
+    as `step`, with its options; it takes `axis_name` like `train_step`. `evaluate_flip` is
+    `evaluate` with flip test-time augmentation."""
     if mode not in MODES:
         raise ConfigError(f"unknown --parallel {mode!r}; choose one of {', '.join(MODES)}.")
     if mode != "sharded" and jax.process_count() > 1:
@@ -105,26 +109,28 @@ def create_runner(
     default = {"single": jax.local_devices()[:1], "pmap": jax.local_devices()}
     # sharded: every process's devices; each process feeds the rows its own devices hold
     devices = list(devices or default.get(mode, jax.devices()))
-    step_options["objective"] = objective
+    if step is None:
+        step, step_options = train_step, step_options | {"objective": objective, "target": target}
+    train_fn = functools.partial(step, **step_options)
+    eval_fn = functools.partial(eval_step, objective=objective, target=target)
     if mode == "single":
         devices = devices[:1]
-        step = jax.jit(functools.partial(train_step, **step_options), donate_argnums=0)
+        compiled = jax.jit(train_fn, donate_argnums=0)
         evaluate, evaluate_flip = (
-            jax.jit(functools.partial(eval_step, flip_tta=flip, objective=objective))
-            for flip in (False, True)
+            jax.jit(functools.partial(eval_fn, flip_tta=flip)) for flip in (False, True)
         )
         return Runner(
             mode,
             devices,
-            step,
+            compiled,
             evaluate,
             evaluate_flip,
             lambda s: jax.device_put(s, devices[0]),
             lambda s: s,
         )
     if mode == "pmap":
-        return _pmap_runner(devices, step_options)
-    return _sharded_runner(devices, step_options)
+        return _pmap_runner(devices, train_fn, eval_fn)
+    return _sharded_runner(devices, train_fn, eval_fn)
 
 
 def replicate(tree, devices: list):
@@ -140,19 +146,17 @@ def _split(batch: dict, count: int) -> dict:
     return jax.tree.map(lambda x: x.reshape(count, x.shape[0] // count, *x.shape[1:]), batch)
 
 
-def _pmap_runner(devices: list, step_options: dict) -> Runner:
+def _pmap_runner(devices: list, train_fn: Callable, eval_fn: Callable) -> Runner:
     count = len(devices)
     step = jax.pmap(
-        functools.partial(train_step, axis_name=PMAP_AXIS, **step_options),
+        functools.partial(train_fn, axis_name=PMAP_AXIS),
         axis_name=PMAP_AXIS,
         devices=devices,
         donate_argnums=0,
     )
     evaluate, evaluate_flip = (
         jax.pmap(
-            functools.partial(
-                eval_step, axis_name=PMAP_AXIS, flip_tta=flip, objective=step_options["objective"]
-            ),
+            functools.partial(eval_fn, axis_name=PMAP_AXIS, flip_tta=flip),
             axis_name=PMAP_AXIS,
             devices=devices,
         )
@@ -160,13 +164,13 @@ def _pmap_runner(devices: list, step_options: dict) -> Runner:
     )
 
     def train(state, batch):
-        check_divisible(batch["label"].shape[0], count)
+        check_divisible(jax.tree.leaves(batch)[0].shape[0], count)
         state, metrics = step(state, _split(batch, count))
         return state, jax.tree.map(lambda x: x[0], metrics)
 
     def evaluator(compiled):
         def run(state, batch):
-            check_divisible(batch["label"].shape[0], count, "evaluation batch size")
+            check_divisible(jax.tree.leaves(batch)[0].shape[0], count, "evaluation batch size")
             return jax.tree.map(lambda x: x[0], compiled(state, _split(batch, count)))
 
         return run
@@ -201,20 +205,20 @@ def first_local_copy(tree):
     return jax.tree.map(lambda x: x.addressable_data(0), tree)
 
 
-def _sharded_runner(devices: list, step_options: dict) -> Runner:
+def _sharded_runner(devices: list, train_fn: Callable, eval_fn: Callable) -> Runner:
     count = len(devices)
     mesh = Mesh(np.asarray(devices), (MESH_AXIS,))
     replicated = NamedSharding(mesh, P())
     split = NamedSharding(mesh, P(MESH_AXIS))
     step = jax.jit(
-        functools.partial(train_step, **step_options),
+        train_fn,
         in_shardings=(replicated, split),
         out_shardings=(replicated, replicated),
         donate_argnums=0,
     )
     evaluate, evaluate_flip = (
         jax.jit(
-            functools.partial(eval_step, flip_tta=flip, objective=step_options["objective"]),
+            functools.partial(eval_fn, flip_tta=flip),
             in_shardings=(replicated, split),
             out_shardings=replicated,
         )
@@ -222,7 +226,7 @@ def _sharded_runner(devices: list, step_options: dict) -> Runner:
     )
 
     def put_batch(batch):
-        check_divisible(batch["label"].shape[0], count)
+        check_divisible(jax.tree.leaves(batch)[0].shape[0], count)
         return to_global(batch, split)
 
     return Runner(

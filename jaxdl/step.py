@@ -6,13 +6,17 @@
 `batch` is `{"image": f32[B, H, W, C] (or f32[B, D]), "label": i32[B]}`; `eval_step` also reads
 an optional `"mask": f32[B]` (1 for real examples, 0 for padding) so that a padded last batch
 counts every example exactly once. Options (label smoothing, the L2 coefficient, the pmap axis,
-the objective) are keyword arguments, bound with `functools.partial` before `jax.jit` /
-`jax.pmap`.
+the objective, the target) are keyword arguments, bound with `functools.partial` before
+`jax.jit` / `jax.pmap`.
 
-The objective turns logits and labels into per-example losses and hits. The default,
-`classification`, is softmax cross-entropy and argmax accuracy over the last axis, so it also
-serves per-pixel labels i32[B, H, W] with logits f32[B, H, W, K] (segmentation); other tasks
-(several heads: `jaxdl.tasks.multihead`) bring their own with the same signature.
+The objective turns the model's outputs and the batch's `target` entry ("label" by default;
+"image" for a model that reconstructs its input) into per-example losses and hits. The
+default, `classification`, is softmax cross-entropy and argmax accuracy over the last axis, so
+it also serves per-pixel labels i32[B, H, W] with logits f32[B, H, W, K] (segmentation); other
+tasks (several heads: `jaxdl.tasks.multihead`; reconstruction: `jaxdl.tasks.reconstruction`)
+bring their own with the same signature. An objective may return, instead of the hits, a dict
+of named per-example figures (a VAE's reconstruction and KL terms): the metrics then carry
+those names instead of "accuracy".
 """
 
 from __future__ import annotations
@@ -56,6 +60,18 @@ def step_rng(state: TrainState) -> jax.Array:
     return jax.random.fold_in(state.rng, state.step)
 
 
+def step_rngs(state: TrainState) -> dict[str, jax.Array]:
+    """The RNG streams a training step hands the model: "dropout" (`step_rng`) and "sample"
+    (a sampled latent, `jaxdl.models.generative.VAE`), independent of each other."""
+    key = step_rng(state)
+    return {"dropout": key, "sample": jax.random.fold_in(key, 1)}
+
+
+def named_figures(hits: jax.Array | dict[str, jax.Array]) -> dict[str, jax.Array]:
+    """An objective's second output as named per-example figures: hits are "accuracy"."""
+    return hits if isinstance(hits, dict) else {"accuracy": hits}
+
+
 def train_step(
     state: TrainState,
     batch: dict[str, jax.Array],
@@ -64,6 +80,7 @@ def train_step(
     label_smoothing: float = 0.0,
     l2_weight: float = 0.0,
     objective: Callable = classification,
+    target: str = "label",
 ) -> tuple[TrainState, dict[str, jax.Array]]:
     """One SGD step on the `objective`'s mean loss, softmax cross-entropy by default
     (+ `l2_weight` * `l2_penalty`).
@@ -71,7 +88,8 @@ def train_step(
     Under `jax.pmap(..., axis_name=A)` pass `axis_name=A`: gradients, the new BatchNorm
     statistics and the metrics are averaged across devices (the model's BatchNorm must carry
     the same axis name so the batch statistics are shared too). Returns the new state and
-    `{"loss", "accuracy"}` means over the batch (loss without the L2 term) and `skipped`: 1.0
+    `{"loss", "accuracy"}` means over the batch (loss without the L2 term; the objective's own
+    names instead of "accuracy" where it returns a dict) and `skipped`: 1.0
     when the loss or a gradient was not finite and the update was dropped, else 0.0.
     """
     has_batch_stats = bool(state.batch_stats)
@@ -84,16 +102,17 @@ def train_step(
             variables,
             batch["image"],
             train=True,
-            rngs={"dropout": step_rng(state)},
+            rngs=step_rngs(state),
             mutable=["batch_stats"] if has_batch_stats else [],
         )
-        losses, hits = objective(logits, batch["label"], label_smoothing)
+        losses, hits = objective(logits, batch[target], label_smoothing)
         loss = jnp.mean(losses)
         total = loss + l2_weight * l2_penalty(params) if l2_weight else loss
-        return total, (loss, jnp.mean(hits), updates)
+        figures = {name: jnp.mean(value) for name, value in named_figures(hits).items()}
+        return total, (loss, figures, updates)
 
-    grads, (loss, accuracy, updates) = jax.grad(loss_fn, has_aux=True)(state.params)
-    metrics = {"loss": loss, "accuracy": accuracy}
+    grads, (loss, figures, updates) = jax.grad(loss_fn, has_aux=True)(state.params)
+    metrics = {"loss": loss, **figures}
     batch_stats = updates.get("batch_stats", state.batch_stats)
     if axis_name is not None:
         grads = lax.pmean(grads, axis_name)
@@ -117,11 +136,13 @@ def train_step(
 
 
 def predict(state: TrainState, images: jax.Array) -> jax.Array:
-    """Logits f32[B, K] of the model in inference mode (running BatchNorm statistics)."""
+    """Logits f32[B, K] of the model in inference mode (running BatchNorm statistics); a
+    model with several outputs (a dict: a VAE's) gives them all, each in float32."""
     variables = {"params": state.params}
     if state.batch_stats:
         variables["batch_stats"] = state.batch_stats
-    return state.apply_fn(variables, images, train=False).astype(jnp.float32)
+    outputs = state.apply_fn(variables, images, train=False)
+    return jax.tree.map(lambda x: x.astype(jnp.float32), outputs)
 
 
 def eval_step(
@@ -131,8 +152,10 @@ def eval_step(
     axis_name: str | None = None,
     flip_tta: bool = False,
     objective: Callable = classification,
+    target: str = "label",
 ) -> dict[str, jax.Array]:
-    """Sums over the real (unmasked) examples: `{"loss_sum", "correct", "count"}`. With
+    """Sums over the real (unmasked) examples: `{"loss_sum", "correct", "count"}` (for an
+    objective returning named figures, `"<name>_sum"` for each instead of "correct"). With
     per-pixel labels i32[B, H, W] and logits f32[B, H, W, K] the sums run over pixels.
 
     Sums rather than means, so that batches of any size, padded or not, add up to exact
@@ -143,16 +166,19 @@ def eval_step(
     logits = predict(state, batch["image"])
     if flip_tta:
         logits = 0.5 * (logits + predict(state, batch["image"][:, :, ::-1, :]))
-    labels = batch["label"]
+    labels = batch[target]
     mask = batch.get("mask", jnp.ones(labels.shape[:1], jnp.float32))
     losses, hits = objective(logits, labels)
-    # per-pixel losses f32[B, H, W] (segmentation): every pixel of a real example counts
-    mask = jnp.broadcast_to(mask.reshape(mask.shape + (1,) * (losses.ndim - 1)), losses.shape)
-    metrics = {
-        "loss_sum": jnp.sum(losses * mask),
-        "correct": jnp.sum(hits * mask),
-        "count": jnp.sum(mask),
-    }
+
+    def masked(values: jax.Array) -> jax.Array:
+        # per-pixel losses f32[B, H, W] (segmentation): every pixel of a real example counts
+        return jnp.broadcast_to(mask.reshape(mask.shape + (1,) * (values.ndim - 1)), values.shape)
+
+    metrics = {"loss_sum": jnp.sum(losses * masked(losses)), "count": jnp.sum(masked(losses))}
+    if isinstance(hits, dict):
+        metrics |= {f"{name}_sum": jnp.sum(v * masked(v)) for name, v in hits.items()}
+    else:
+        metrics["correct"] = jnp.sum(hits * masked(hits))
     if axis_name is not None:
         metrics = lax.psum(metrics, axis_name)
     return metrics

@@ -49,6 +49,19 @@ def test_windows_are_inputs_and_next_character_targets():
         text.windows(np.arange(4, dtype=np.uint8), 4)
 
 
+def test_sliding_windows_score_every_target_once_with_context():
+    ids = np.arange(20, dtype=np.uint8)
+    inputs, targets, weights = text.sliding_windows(ids, 8, 4)
+    np.testing.assert_array_equal(inputs[:, 0], [0, 4, 8])
+    np.testing.assert_array_equal(targets, inputs + 1)
+    scored = np.sort(targets[weights == 1])
+    np.testing.assert_array_equal(scored, np.arange(1, 17))  # each once, up to the last window
+    # after the first window, each scored target has at least 4 tokens before it in its window
+    assert weights[1:, :4].sum() == 0 and weights[0].all()
+    with pytest.raises(ConfigError, match="the stride must lie in 1..8"):
+        text.sliding_windows(ids, 8, 9)
+
+
 def test_ngram_baselines_match_hand_counts():
     train = np.array([2, 3, 2, 3, 2, 3])  # "ababab" over a vocabulary of 4 ids
     test = np.array([2, 3])
@@ -80,6 +93,8 @@ def test_tiny_char_lm_learns_below_the_unigram_baseline(small_corpus, tmp_path, 
     out = capsys.readouterr().out
     assert "Python 3." in out and "split by file into" in out
     assert results["test_bits_per_char"] < results["unigram_bits_per_char"]
+    # reading with context (sliding windows) does not lose against independent windows
+    assert results["test_bits_per_char"] <= results["test_bits_per_char_windows"] + 0.05
     assert out.strip().splitlines()[-1].startswith("test bits per character: ")
     assert set(results["samples"]) == {"0.5", "1"}
     assert all(s.startswith("def ") and len(s) == 64 for s in results["samples"].values())

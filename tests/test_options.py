@@ -47,6 +47,7 @@ BASE_ARGV = {
     ],
     "cifar_zoo": ["--models", "resnet20"],
     "ensemble": ["--members", "2", "--test_limit", "50"],
+    "gan": ["--judge", "a_judge_run"],  # no LeNet-5 is trained for the trace
     "linear_regression": ["--steps", "30", "--sweep", "0.01,0.1"],
     "logistic_regression": ["--steps", "30"],
     "regularization": ["--settings", "none,dropout"],
@@ -55,6 +56,7 @@ BASE_ARGV = {
 PROBES = {
     "activations": "tanh",
     "compare": "no_such_run",  # refused: a run directory to compare must hold a finished run
+    "judge": "another_judge_run",
     "prompt": "class ",
     "text_root": "other_sources",
     "models": "resnet32",

@@ -18,12 +18,14 @@ class Augmentation:
     """Which augmentations a training batch gets (hashable: it is a static jit argument).
 
     `crop_padding` p > 0: pad each side by p pixels of the mean colour and crop back to H x W at
-    a random offset. `flip`: mirror
-    left-right with probability 1/2.
+    a random offset. `flip`: mirror left-right with probability 1/2. `binarize`: each pixel
+    (intensities in [0, 1], not standardised) becomes 1 with probability its intensity, else
+    0 — the dynamically binarised MNIST of the VAE literature, a fresh draw every epoch.
     """
 
     crop_padding: int = 0
     flip: bool = False
+    binarize: bool = False
 
 
 def channel_stats(images: np.ndarray) -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -59,9 +61,38 @@ def random_flip(key: jax.Array, images: jax.Array) -> jax.Array:
     return jnp.where(flip, images[:, :, ::-1, :], images)
 
 
+def random_binarize(key: jax.Array, images: jax.Array) -> jax.Array:
+    """f32[B, H, W, C] of intensities in [0, 1] -> f32 of 0 and 1, each pixel 1 with
+    probability its intensity."""
+    return jax.random.bernoulli(key, jnp.clip(images, 0.0, 1.0)).astype(images.dtype)
+
+
+def binarize_once(images: np.ndarray, seed: int) -> np.ndarray:
+    """uint8[N, H, W, C] -> uint8 of 0 and 255, each pixel 255 with probability its intensity,
+    drawn once with `seed`: fixed binary validation and test images."""
+    draws = np.random.default_rng(seed).random(images.shape)
+    return np.where(draws < images / 255.0, 255, 0).astype(np.uint8)
+
+
+def grayscale(images: np.ndarray) -> np.ndarray:
+    """uint8[N, H, W, 3] -> uint8[N, H, W, 1]: luma (ITU-R BT.601 weights)."""
+    luma = np.asarray(images, np.float64) @ np.array([0.299, 0.587, 0.114])
+    return np.clip(np.rint(luma), 0, 255).astype(np.uint8)[..., None]
+
+
+def resize(images: np.ndarray, size: int) -> np.ndarray:
+    """uint8[N, H, W, C] -> uint8[N, size, size, C], antialiased bilinear
+    (`jax.image.resize`)."""
+    shape = (images.shape[0], size, size, images.shape[-1])
+    out = jax.image.resize(jnp.asarray(images, jnp.float32), shape, "linear", antialias=True)
+    return np.clip(np.rint(np.asarray(out)), 0, 255).astype(np.uint8)
+
+
 def augment(key: jax.Array, images: jax.Array, augmentation: Augmentation) -> jax.Array:
     """Applies `augmentation` to normalised images f32[B, H, W, C]."""
     crop_key, flip_key = jax.random.split(key)
+    if augmentation.binarize:
+        images = random_binarize(jax.random.fold_in(key, 2), images)
     if augmentation.crop_padding:
         images = random_crop(crop_key, images, augmentation.crop_padding)
     if augmentation.flip:

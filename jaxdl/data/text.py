@@ -103,6 +103,26 @@ def windows(ids: np.ndarray, length: int) -> tuple[np.ndarray, np.ndarray]:
     return inputs, targets
 
 
+def sliding_windows(
+    ids: np.ndarray, length: int, stride: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Windows of `length` tokens every `stride` tokens, so that each scored next-token target
+    has at least `length - stride` tokens before it in its window: inputs uint8[N, length],
+    targets i32[N, length] and weights f32[N, length], 1 where a target is scored (every
+    position of the first window, the last `stride` of each later one). Every target up to
+    the last whole window is scored exactly once."""
+    if not 0 < stride <= length:
+        raise ConfigError(f"the stride must lie in 1..{length} (the window), got {stride}.")
+    count = (len(ids) - 1 - length) // stride + 1
+    if count < 1:
+        raise ConfigError(f"a text of {len(ids)} tokens has no window of {length + 1} tokens.")
+    starts = np.arange(count)[:, None] * stride + np.arange(length)[None, :]
+    weights = np.zeros((count, length), np.float32)
+    weights[:, length - stride :] = 1.0
+    weights[0] = 1.0
+    return ids[starts], ids[starts + 1].astype(np.int32), weights
+
+
 def ngram_bits_per_char(train: np.ndarray, test: np.ndarray, vocab_size: int) -> dict[str, float]:
     """Bits per character on `test` of the unigram and bigram models counted on `train` (token
     ids), with add-one (Laplace) smoothing so no test character has probability zero."""

@@ -12,6 +12,7 @@ from jaxdl.models import (  # noqa: F401
     alexnet,
     densenet,
     fcn,
+    generative,
     googlenet,
     lenet,
     linear,

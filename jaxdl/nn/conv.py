@@ -222,3 +222,62 @@ class ConvBN(nn.Module):
             layers=self.layers,
         )(x, train)
         return activation(self.act)(x)
+
+
+def transpose_padding(kernel: int, stride: int, padding: str) -> tuple[int, int]:
+    """The (low, high) padding of the zero-dilated input that makes a transposed convolution
+    with this `kernel` and `stride` "SAME" (output = input x stride) or "VALID" (output =
+    (input - 1) x stride + kernel), as `lax.conv_transpose` pads."""
+    if padding == "SAME":
+        total = kernel + stride - 2
+        low = kernel - 1 if stride > kernel - 1 else -(-total // 2)
+    elif padding == "VALID":
+        total = kernel + stride - 2 + max(kernel - stride, 0)
+        low = kernel - 1
+    else:
+        raise ConfigError(
+            f"transposed convolution padding must be 'SAME' or 'VALID', got {padding!r}."
+        )
+    return low, total - low
+
+
+class ConvTranspose(nn.Module):
+    """2-D transposed convolution ("deconvolution") on NHWC input: f32[B, H, W, C] ->
+    f32[B, H·s, W·s, features] with "SAME" padding (the default), f32[B, (H-1)·s + k, ...]
+    with "VALID".
+
+    The same operation as `flax.linen.ConvTranspose` (same parameters: `kernel` [kh, kw, C,
+    features], `bias` [features]; `transpose_kernel=False`), computed as a stride-1
+    convolution of the input dilated by the stride (what `lax.conv_transpose` does), by the
+    `layers` implementation's convolution function like every `Conv`. oneDNN's kernels do not
+    cover dilated inputs, so under "onednn" and "auto" these run XLA's path.
+    """
+
+    features: int
+    kernel_size: int | Sequence[int] = 4
+    strides: int | Sequence[int] = 2
+    padding: str = "SAME"
+    use_bias: bool = True
+    kernel_init: Callable = nn.initializers.lecun_normal()
+    dtype: Any = jnp.float32
+    layers: str = "auto"
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        kernel_size, strides = _pair(self.kernel_size), _pair(self.strides)
+        kernel = self.param("kernel", self.kernel_init, (*kernel_size, x.shape[-1], self.features))
+        pads = [
+            transpose_padding(k, s, self.padding) for k, s in zip(kernel_size, strides, strict=True)
+        ]
+        x, kernel = x.astype(self.dtype), kernel.astype(self.dtype)
+        y = conv_function(self.layers, self.dtype)(
+            x,
+            kernel,
+            (1, 1),
+            pads,
+            lhs_dilation=strides,
+            dimension_numbers=("NHWC", "HWIO", "NHWC"),
+        )
+        if self.use_bias:
+            y = y + self.param("bias", nn.initializers.zeros, (self.features,)).astype(self.dtype)
+        return y

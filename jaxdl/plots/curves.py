@@ -13,37 +13,49 @@ from jaxdl.plots import plt, save_figure
 
 
 def plot_curves(histories: dict[str, list[dict[str, Any]]], path: str) -> str:
-    """Loss and accuracy per epoch, train (solid) and validation (dashed), for one or several
-    runs (the dict maps a run's label to its metrics records); one colour per run."""
-    fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(11, 4), constrained_layout=True)
+    """One panel per metric the records hold (loss first, then accuracy or the objective's own
+    figures, such as a VAE's KL term), train (solid) and validation (dashed), for one or
+    several runs (the dict maps a run's label to its metrics records); one colour per run."""
+    first = next(iter(histories.values()))[0]
+    names = [key[len("train_") :] for key in first if key.startswith("train_")]
+    names = sorted(names, key=lambda name: (name != "loss", name != "accuracy"))
+    fig, axes = plt.subplots(
+        1, len(names), figsize=(5.5 * len(names), 4), constrained_layout=True, squeeze=False
+    )
+    axes = dict(zip(names, axes[0], strict=True))
     colors = plt.get_cmap("tab10").colors
+    several = len(histories) > 1
     for index, (label, history) in enumerate(histories.items()):
         color = colors[index % len(colors)]
         epochs = [r["epoch"] for r in history]
         for split, style in (("train", "-"), ("val", "--")):
-            if f"{split}_loss" not in history[0]:
-                continue
-            name = f"{label} {split}" if len(histories) == 1 else label
-            show = len(histories) == 1 or split == "train"  # several runs: one entry per run
-            for ax, key, scale in ((loss_ax, "loss", 1), (acc_ax, "accuracy", 100)):
+            name = f"{label} {split}" if not several else label
+            show = not several or split == "train"  # several runs: one entry per run
+            for key, ax in axes.items():
+                if f"{split}_{key}" not in history[0]:
+                    continue
+                scale = 100 if key == "accuracy" else 1
                 ax.plot(
                     epochs,
                     [scale * r[f"{split}_{key}"] for r in history],
                     style,
-                    color=color if len(histories) > 1 else None,
+                    color=color if several else None,
                     label=name if show else None,
                 )
-    several = len(histories) > 1
     suffix = " (solid: train, dashed: validation)" if several else ""
-    loss_ax.set(title=f"Loss{suffix}", xlabel="epoch", ylabel="cross-entropy")
-    acc_ax.set(title=f"Accuracy{suffix}", xlabel="epoch", ylabel="accuracy (%)")
-    for ax in (loss_ax, acc_ax):
+    for key, ax in axes.items():
+        title = {"loss": "Loss", "accuracy": "Accuracy"}.get(
+            key, key.replace("_", " ").capitalize()
+        )
+        ylabel = {"accuracy": "accuracy (%)"}.get(key, key.replace("_", " "))
+        ax.set(title=f"{title}{suffix}", xlabel="epoch", ylabel=ylabel)
         ax.grid(alpha=0.3)
+    last = axes[names[-1]]
     if several:
-        acc_ax.legend(loc="center left", bbox_to_anchor=(1.02, 0.5), title="run")
+        last.legend(loc="center left", bbox_to_anchor=(1.02, 0.5), title="run")
     else:
-        loss_ax.legend()
-        acc_ax.legend()
+        for ax in axes.values():
+            ax.legend()
     return save_figure(fig, path)
 
 
@@ -62,12 +74,20 @@ def plot_learning_rate(
 
 def plot_input_gradients(norms: dict[str, Sequence[float]], path: str) -> str:
     """The input-gradient norm per step t = 1..T on a log scale, one line per entry (its label,
-    e.g. "lstm, trained"): how far back in the sequence the loss still reaches."""
+    e.g. "lstm, trained"; one colour per model, the part before the comma; dashed at
+    initialisation): how far back in the sequence the loss still reaches. Norms that underflow
+    to 0 are drawn at the plot's floor, 1e-30."""
     fig, ax = plt.subplots(figsize=(7, 4.5), constrained_layout=True)
+    colors = plt.get_cmap("tab10").colors
+    models: list[str] = []
     for label, values in norms.items():
+        model = label.split(",")[0]
+        models += [model] if model not in models else []
         steps = np.arange(1, len(values) + 1)
         style = "--" if "initial" in label else "-"
-        ax.semilogy(steps, np.maximum(np.asarray(values), 1e-30), style, label=label)
+        color = colors[models.index(model) % len(colors)]
+        floor = np.maximum(np.asarray(values), 1e-30)
+        ax.semilogy(steps, floor, style, color=color, label=label)
     ax.set(
         title="Loss gradient with respect to the input at step t",
         xlabel="input step t (the loss is computed after the last step)",

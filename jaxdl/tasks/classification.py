@@ -80,10 +80,34 @@ class Classification:
     objective = staticmethod(classification)
     tokens = False  # inputs are images; a task of token ids (i32 model input) sets it
     input_dtype = jnp.float32
+    target = "label"  # the batch entry the objective compares the outputs with
 
     def options(self) -> dict[str, Any]:
         """The task's own settings, written to `config.json` beside the config."""
         return {}
+
+    def normalization(self, train: ArrayDataset) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """Per-channel (mean, std) in [0, 1] units that standardise the model's input: the
+        training images' own statistics."""
+        return data_lib.channel_stats(train.images)
+
+    def train_step(self, config: TrainConfig) -> Callable | None:
+        """The task's own step with its options bound, or None for `jaxdl.step.train_step`
+        with the task's objective (every single-network task)."""
+        return None
+
+    def initial_state(
+        self,
+        config: TrainConfig,
+        num_outputs: int,
+        image_shape: tuple[int, ...],
+        steps_per_epoch: int,
+    ) -> tuple[Any, Callable[[int], float], jax.Array]:
+        """The run's fresh `(state, learning_rate_fn, data_key)` (`jaxdl.build.initial_state`:
+        the config's model with `num_outputs` outputs, its optimizer, one device)."""
+        from jaxdl.build import initial_state  # build hands tasks its runs: import it late
+
+        return initial_state(config, num_outputs, image_shape, steps_per_epoch, self.input_dtype)
 
     def splits(self, config: TrainConfig) -> tuple[ArrayDataset, ArrayDataset, ArrayDataset]:
         return load_splits(config)
