@@ -9,6 +9,8 @@
                                plots as images
       results.json             the final figures (test metrics, times, parameter count)
       test_probabilities.npy   f32[test examples, classes], with --save_predictions
+      test_detections.json     a detector's held-out detections, COCO's results format, and
+      test_ground_truth.json   the true boxes as a COCO dataset (`jaxdl.detection.to_coco`)
       conv_choices.json        the convolution kernels each shape ran on (oneDNN or XLA), so a
                                resumed run takes the same ones (`jaxdl.ops.onednn.tuning`)
       plots/                   PNG figures (`jaxdl.plots`)
@@ -33,6 +35,8 @@ CONFIG = "config.json"
 METRICS = "metrics.jsonl"
 RESULTS = "results.json"
 PREDICTIONS = "test_probabilities.npy"
+DETECTIONS = "test_detections.json"
+GROUND_TRUTH = "test_ground_truth.json"
 CONV_CHOICES = "conv_choices.json"
 PLOTS = "plots"
 CHECKPOINTS = "checkpoints"
@@ -118,6 +122,13 @@ class RunDir:
         if self.writer:
             os.makedirs(self.path, exist_ok=True)
             np.save(self.file(PREDICTIONS), np.asarray(probabilities, np.float32))
+
+    def save_detections(self, ground_truth: dict[str, Any], detections: list[dict]) -> None:
+        """A detector's test detections and the true boxes, in COCO's JSON formats."""
+        self._write_json(GROUND_TRUTH, ground_truth)
+        if self.writer:
+            with open(self.file(DETECTIONS), "w") as f:
+                json.dump(detections, f)
 
     def load_predictions(self) -> np.ndarray:
         path = self.file(PREDICTIONS)

@@ -61,6 +61,7 @@ PROBES = {
     "text_root": "other_sources",
     "models": "resnet32",
     "settings": "weight decay",
+    "shift_zoom": "none",
     "sweep": "0.02,0.1",
     "widths": "32,16",
 }
@@ -78,7 +79,13 @@ def probe(action: argparse.Action, tmp_path) -> list[str]:
     if name == "dataset":
         return [flag, "mnist" if action.default == "cifar10" else "cifar10"]
     if name == "model":
-        other = {"resnet20": "resnet32", "mlp": "softmax_regression", "softmax_regression": "mlp"}
+        other = {
+            "resnet20": "resnet32",
+            "mlp": "softmax_regression",
+            "softmax_regression": "mlp",
+            "centernet": "fcn",
+            "vgg_small": "lenet5",
+        }
         return [flag, other[action.default]]
     if name == "data_dir":
         return [flag, str(tmp_path / "empty_tfds")]

@@ -127,6 +127,8 @@ TOKEN_MODELS = {"char_lstm", "char_transformer", "seq2seq_transformer"}
 # (reconstructing and generating models have their own objectives and steps:
 # tests/test_generative.py and tests/test_gan.py)
 GENERATIVE_MODELS = {"conv_autoencoder", "vae", "dcgan", "dcgan_generator", "dcgan_discriminator"}
+# (the detector's outputs are a grid of heatmaps and boxes: tests/test_detection.py)
+DETECTION_MODELS = {"centernet"}
 
 
 @pytest.mark.parametrize(
@@ -136,6 +138,7 @@ GENERATIVE_MODELS = {"conv_autoencoder", "vae", "dcgan", "dcgan_generator", "dcg
         - {"fcn", "linear_regression", "softmax_regression"}
         - TOKEN_MODELS
         - GENERATIVE_MODELS
+        - DETECTION_MODELS
     ),
 )
 def test_big_model_step_shapes(name):

@@ -21,11 +21,15 @@ class Augmentation:
     a random offset. `flip`: mirror left-right with probability 1/2. `binarize`: each pixel
     (intensities in [0, 1], not standardised) becomes 1 with probability its intensity, else
     0 — the dynamically binarised MNIST of the VAE literature, a fresh draw every epoch.
+    `shift_zoom` z (labels that are boxes only, `jaxdl.data.boxes`): shift each image to a
+    random place that keeps its boxes whole and, for z > 0, scale it by a factor in
+    [1 - z, 1 + z], the boxes moving with the pixels; None leaves the geometry alone.
     """
 
     crop_padding: int = 0
     flip: bool = False
     binarize: bool = False
+    shift_zoom: float | None = None
 
 
 def channel_stats(images: np.ndarray) -> tuple[tuple[float, ...], tuple[float, ...]]:

@@ -46,3 +46,88 @@ def compose_digits(
             region = masks[index, top : top + h, left : left + w]
             region[brighter & (digit > threshold)] = 1 + labels[choice]
     return out, masks
+
+
+def tight_box(pixels: np.ndarray) -> tuple[int, int, int, int]:
+    """(y0, x0, y1, x1) pixel edges of the non-zero pixels of uint8[h, w]."""
+    rows, cols = np.nonzero(pixels.any(1))[0], np.nonzero(pixels.any(0))[0]
+    return int(rows[0]), int(cols[0]), int(rows[-1]) + 1, int(cols[-1]) + 1
+
+
+def box_iou(box: np.ndarray, others: np.ndarray) -> np.ndarray:
+    """f64[n]: intersection over union of box f[4] with each of others f[n, 4] (y0, x0, y1, x1)."""
+    others = np.asarray(others, np.float64).reshape(-1, 4)
+    top_left = np.maximum(box[:2], others[:, :2])
+    bottom_right = np.minimum(box[2:], others[:, 2:])
+    inter = np.prod(np.clip(bottom_right - top_left, 0, None), -1)
+    area = lambda b: np.prod(b[..., 2:] - b[..., :2], -1)
+    return inter / (area(np.asarray(box, np.float64)) + area(others) - inter)
+
+
+def scaled_digit(digit: np.ndarray, size: int) -> np.ndarray:
+    """uint8[h, w] digit cropped to its non-zero pixels and resized (bilinear, aspect kept) so
+    its longer side is `size` pixels; cropped again to what is non-zero after resizing."""
+    from PIL import Image
+
+    y0, x0, y1, x1 = tight_box(digit)
+    crop = digit[y0:y1, x0:x1]
+    scale = size / max(crop.shape)
+    shape = (max(1, round(crop.shape[1] * scale)), max(1, round(crop.shape[0] * scale)))
+    resized = np.asarray(Image.fromarray(crop).resize(shape, Image.BILINEAR))
+    y0, x0, y1, x1 = tight_box(resized)
+    return resized[y0:y1, x0:x1]
+
+
+def compose_detection(
+    images: np.ndarray,
+    labels: np.ndarray,
+    count: int,
+    canvas: int = 96,
+    digits: tuple[int, int] = (1, 4),
+    sizes: tuple[int, int] = (20, 44),
+    max_iou: float = 0.3,
+    seed: int = 0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """`count` detection canvases from digit images uint8[N, h, w, 1] and labels i32[N]: images
+    uint8[count, canvas, canvas, 1] and box labels f32[count, digits[1], 6]
+    (`jaxdl.data.boxes`).
+
+    Each canvas holds a number of digits drawn uniformly from `digits` (inclusive), each a
+    random digit image resized so its longer side is drawn uniformly from `sizes` (inclusive),
+    its box tight around its non-zero pixels, placed at random where its box overlaps no
+    earlier box with IoU above `max_iou` (a digit that finds no such place in 100 draws is
+    left out). Overlapping pixels keep the brighter value. The same arguments give the same
+    canvases."""
+    from jaxdl.data.boxes import pack
+
+    low, high = digits
+    if not 1 <= low <= high:
+        raise ConfigError(f"digits per canvas must be 1 <= low <= high, got {digits}.")
+    if not 1 <= sizes[0] <= sizes[1] <= canvas:
+        raise ConfigError(
+            f"digit sizes {sizes} must satisfy 1 <= low <= high <= canvas {canvas}; use "
+            f"sizes that fit the canvas."
+        )
+    rng = np.random.default_rng(seed)
+    out = np.zeros((count, canvas, canvas, 1), np.uint8)
+    all_boxes, all_classes = [], []
+    for index in range(count):
+        boxes, classes = [], []
+        for _ in range(rng.integers(low, high + 1)):
+            choice = rng.integers(0, len(images))
+            digit = scaled_digit(images[choice, :, :, 0], int(rng.integers(sizes[0], sizes[1] + 1)))
+            h, w = digit.shape
+            for _attempt in range(100):
+                top, left = rng.integers(0, canvas - h + 1), rng.integers(0, canvas - w + 1)
+                box = np.array([top, left, top + h, left + w], np.float32)
+                if not boxes or box_iou(box, np.stack(boxes)).max() <= max_iou:
+                    break
+            else:
+                continue
+            window = out[index, top : top + h, left : left + w, 0]
+            np.maximum(window, digit, out=window)
+            boxes.append(box)
+            classes.append(int(labels[choice]))
+        all_boxes.append(np.asarray(boxes, np.float32).reshape(-1, 4))
+        all_classes.append(np.asarray(classes, np.int32))
+    return out, pack(all_boxes, all_classes, high)

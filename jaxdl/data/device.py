@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxdl.data.augment import Augmentation, augment, normalize
+from jaxdl.data.boxes import random_zoom_shift
 from jaxdl.data.sources import ArrayDataset
 from jaxdl.errors import ConfigError
 
@@ -59,6 +60,21 @@ class Preprocess:
         images = normalize(stored, self.mean, self.std)
         return images if key is None else augment(key, images, self.augmentation)
 
+    def examples(
+        self, stored: jax.Array, labels: jax.Array, key: jax.Array | None = None
+    ) -> tuple[jax.Array, jax.Array]:
+        """(model input, labels) of stored rows and their labels: `inputs`, and, given a `key`
+        and an augmentation with `shift_zoom`, the geometry moved first, box labels with it
+        (on the raw pixels, so what moves in from outside is a black background)."""
+        shift_zoom = self.augmentation.shift_zoom
+        if key is None or shift_zoom is None:
+            return self.inputs(stored, key), labels
+        pixels, labels = random_zoom_shift(
+            jax.random.fold_in(key, 3), stored.astype(jnp.float32), labels, shift_zoom
+        )
+        images = normalize(pixels, self.mean, self.std)
+        return augment(key, images, self.augmentation), labels
+
 
 def steps_per_epoch(num_examples: int, batch_size: int) -> int:
     """Full training batches per epoch (the remainder is dropped; the next epoch's shuffle
@@ -87,7 +103,8 @@ def train_batch(
     """Batch number `index` of an epoch: gather rows `order[index]`, normalise, augment.
     Returns `{"image": f32[B, H, W, C], "label": i32[B]}`."""
     rows = order[index]
-    return {"image": preprocess.inputs(data.images[rows], key), "label": data.labels[rows]}
+    images, labels = preprocess.examples(data.images[rows], data.labels[rows], key)
+    return {"image": images, "label": labels}
 
 
 def train_batches(

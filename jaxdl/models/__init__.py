@@ -11,6 +11,7 @@ from jaxdl.models import (  # noqa: F401
     airbench,
     alexnet,
     densenet,
+    detection,
     fcn,
     generative,
     googlenet,

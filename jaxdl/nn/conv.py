@@ -97,6 +97,7 @@ class Conv(nn.Module):
     use_bias: bool = True
     groups: int = 1
     kernel_init: Callable = he_normal_fan_out
+    bias_init: Callable = nn.initializers.zeros
     dtype: Any = jnp.float32
     layers: str = "auto"
 
@@ -117,6 +118,7 @@ class Conv(nn.Module):
             use_bias=self.use_bias,
             feature_group_count=self.groups,
             kernel_init=self.kernel_init,
+            bias_init=self.bias_init,
             dtype=self.dtype,
             conv_general_dilated=conv_function(self.layers, self.dtype),
             name="conv",

@@ -11,6 +11,8 @@ import numpy as np
 
 from jaxdl.plots import plt, save_figure
 
+PERCENT = ("accuracy", "map50")  # fractions drawn as percentages
+
 
 def plot_curves(histories: dict[str, list[dict[str, Any]]], path: str) -> str:
     """One panel per metric the records hold (loss first, then accuracy or the objective's own
@@ -18,6 +20,9 @@ def plot_curves(histories: dict[str, list[dict[str, Any]]], path: str) -> str:
     several runs (the dict maps a run's label to its metrics records); one colour per run."""
     first = next(iter(histories.values()))[0]
     names = [key[len("train_") :] for key in first if key.startswith("train_")]
+    # figures measured on validation only (a detector's mAP) get a panel of their own
+    names += [key[len("val_") :] for key in first if key.startswith("val_")]
+    names = list(dict.fromkeys(names))
     names = sorted(names, key=lambda name: (name != "loss", name != "accuracy"))
     fig, axes = plt.subplots(
         1, len(names), figsize=(5.5 * len(names), 4), constrained_layout=True, squeeze=False
@@ -34,7 +39,7 @@ def plot_curves(histories: dict[str, list[dict[str, Any]]], path: str) -> str:
             for key, ax in axes.items():
                 if f"{split}_{key}" not in history[0]:
                     continue
-                scale = 100 if key == "accuracy" else 1
+                scale = 100 if key in PERCENT else 1
                 ax.plot(
                     epochs,
                     [scale * r[f"{split}_{key}"] for r in history],
@@ -44,10 +49,10 @@ def plot_curves(histories: dict[str, list[dict[str, Any]]], path: str) -> str:
                 )
     suffix = " (solid: train, dashed: validation)" if several else ""
     for key, ax in axes.items():
-        title = {"loss": "Loss", "accuracy": "Accuracy"}.get(
+        title = {"loss": "Loss", "accuracy": "Accuracy", "map50": "mAP@0.5"}.get(
             key, key.replace("_", " ").capitalize()
         )
-        ylabel = {"accuracy": "accuracy (%)"}.get(key, key.replace("_", " "))
+        ylabel = f"{key} (%)" if key in PERCENT else key.replace("_", " ")
         ax.set(title=f"{title}{suffix}", xlabel="epoch", ylabel=ylabel)
         ax.grid(alpha=0.3)
     last = axes[names[-1]]
