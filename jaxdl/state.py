@@ -51,6 +51,15 @@ def create_train_state(
     )
 
 
+def model_variables(state: Any) -> dict[str, Any]:
+    """The variables `state.apply_fn` takes: `{"params"}`, with `"batch_stats"` where the
+    model has BatchNorm statistics."""
+    variables = {"params": state.params}
+    if state.batch_stats:
+        variables["batch_stats"] = state.batch_stats
+    return variables
+
+
 def count_params(params) -> int:
     """Number of scalars in a parameter tree (works on shapes from `jax.eval_shape` too)."""
     return sum(math.prod(x.shape) for x in jax.tree.leaves(params))

@@ -28,7 +28,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from jaxdl.losses import l2_penalty, softmax_cross_entropy
-from jaxdl.state import TrainState
+from jaxdl.state import TrainState, model_variables
 
 
 def classification(
@@ -138,10 +138,7 @@ def train_step(
 def predict(state: TrainState, images: jax.Array) -> jax.Array:
     """Logits f32[B, K] of the model in inference mode (running BatchNorm statistics); a
     model with several outputs (a dict: a VAE's) gives them all, each in float32."""
-    variables = {"params": state.params}
-    if state.batch_stats:
-        variables["batch_stats"] = state.batch_stats
-    outputs = state.apply_fn(variables, images, train=False)
+    outputs = state.apply_fn(model_variables(state), images, train=False)
     return jax.tree.map(lambda x: x.astype(jnp.float32), outputs)
 
 

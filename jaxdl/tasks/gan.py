@@ -43,7 +43,7 @@ from jaxdl.optim import create_optimizer
 from jaxdl.plots.curves import plot_curves
 from jaxdl.plots.generative import plot_class_histogram, plot_image_grid
 from jaxdl.rundir import RunDir
-from jaxdl.state import TrainState
+from jaxdl.state import TrainState, model_variables
 from jaxdl.tasks.classification import Classification
 
 if TYPE_CHECKING:
@@ -70,9 +70,7 @@ class Judge:
 
 
 def _judge_scores(judge: Judge, images: np.ndarray, batch_size: int):
-    variables = {"params": judge.state.params}
-    if judge.state.batch_stats:
-        variables["batch_stats"] = judge.state.batch_stats
+    variables = model_variables(judge.state)
     mean, std = jnp.asarray(judge.mean), jnp.asarray(judge.std)
     layer = judge.feature_layer
 

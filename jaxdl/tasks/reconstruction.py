@@ -45,6 +45,7 @@ from jaxdl.plots.generative import (
     plot_reconstructions,
     plot_score_histograms,
 )
+from jaxdl.state import model_variables
 from jaxdl.tasks.classification import Classification, evaluate, load_splits
 
 if TYPE_CHECKING:
@@ -88,19 +89,12 @@ def negative_elbo(
     return reconstruction + kl, {"reconstruction": reconstruction, "kl": kl}
 
 
-def variables_of(state) -> dict:
-    variables = {"params": state.params}
-    if state.batch_stats:
-        variables["batch_stats"] = state.batch_stats
-    return variables
-
-
 def apply_in_batches(
     fn: Callable, state, data: DeviceDataset, preprocess: Preprocess, batch_size: int = 1000
 ) -> np.ndarray:
     """`fn(variables, images)` over every example of `data` in order, as one host array."""
     compiled = jax.jit(lambda variables, batch: fn(variables, batch["image"]))
-    variables = variables_of(state)
+    variables = model_variables(state)
     chunks = [compiled(variables, b) for b in eval_batches(data, batch_size, preprocess)]
     return np.concatenate(jax.device_get(chunks))[: len(data)]
 
@@ -405,7 +399,7 @@ class VariationalAutoencoding(Autoencoding):
         bound = jax.jit(
             functools.partial(importance_weighted_bounds, state.apply_fn, samples=samples)
         )
-        variables, totals, count = variables_of(state), {}, 0
+        variables, totals, count = model_variables(state), {}, 0
         test_data = data_lib.to_device(run.test)
         for index, batch in enumerate(eval_batches(test_data, batch_size, run.preprocess)):
             figures = bound(variables, batch["image"], jax.random.fold_in(key, index))
@@ -441,7 +435,7 @@ class VariationalAutoencoding(Autoencoding):
         out = run.rundir.plots
         if history:
             plot_curves({"run": history}, f"{out}/curves.png")
-        variables = variables_of(state)
+        variables = model_variables(state)
         latent = int(run.config.model_options.get("latent", 32))
         decode = jax.jit(lambda z: jax.nn.sigmoid(state.apply_fn(variables, z, method="decode")))
         noise = jax.random.normal(jax.random.PRNGKey(run.config.seed), (64, latent))

@@ -18,6 +18,7 @@ from jaxdl.course.diagnostics import input_gradient_norms
 from jaxdl.data.device import DeviceDataset, eval_batches
 from jaxdl.loop import log
 from jaxdl.plots.curves import plot_input_gradients
+from jaxdl.state import model_variables
 from jaxdl.tasks.classification import Classification
 
 if TYPE_CHECKING:
@@ -40,9 +41,7 @@ class RowByRow(Classification):
         """The input-gradient norm per row of the first `gradient_examples` test images."""
         count = min(self.gradient_examples, len(test_data))
         batch = next(eval_batches(test_data, count, run.preprocess))
-        variables = {"params": state.params}
-        if state.batch_stats:
-            variables["batch_stats"] = state.batch_stats
+        variables = model_variables(state)
         measure = jax.jit(lambda v, x, y: input_gradient_norms(state.apply_fn, v, x, y))
         norms = measure(variables, batch["image"], batch["label"])
         return [float(n) for n in np.asarray(norms)]
