@@ -155,14 +155,16 @@ class Detection(Classification):
         return (
             f"{len(train):,} train / {len(val):,} validation canvases from MNIST's training "
             f"digits, {len(test):,} held-out canvases from its test digits; {self.canvas}x"
-            f"{self.canvas}, {self.min_digits}-{self.max_digits} digits each "
-            f"({objects / len(train):.2f} on average) of {self.min_size}-{self.max_size} "
-            f"pixels, boxes overlapping with IoU <= {self.max_iou}, canvas seed "
-            f"{self.canvas_seed}; augmentation: shift_zoom {self.shift_zoom}"
+            f"{self.canvas}, {self.digit_count()} ({objects / len(train):.2f} on average) of "
+            f"{self.min_size}-{self.max_size} pixels, canvas seed {self.canvas_seed}; "
+            f"augmentation: shift_zoom {self.shift_zoom}"
         )
 
-    def normalization(self, train: ArrayDataset) -> tuple[tuple[float, ...], tuple[float, ...]]:
-        return data_lib.channel_stats(train.images)
+    def digit_count(self) -> str:
+        return (
+            f"{self.min_digits}-{self.max_digits} digits each, boxes overlapping with IoU <= "
+            f"{self.max_iou}"
+        )
 
     def augmentation(self, config: TrainConfig) -> data_lib.Augmentation:
         return data_lib.Augmentation(shift_zoom=self.shift_zoom)
@@ -316,6 +318,9 @@ class Localisation(Detection):
 
     def num_outputs(self, train: ArrayDataset) -> int:
         return train.num_classes + 4
+
+    def digit_count(self) -> str:
+        return "one digit each"
 
     def evaluators(self, run: Run) -> list[Evaluator]:
         """The validation loss, class accuracy and mean IoU."""
