@@ -49,6 +49,15 @@ def test_lenet_sees_exactly_its_32x32_input():
     assert fields == [5, 6, 14, 16, 32]
 
 
+def test_alexnet_paper_feature_maps_and_dense_input():
+    rows = summarize(models.create("alexnet_paper", layers="plain"), (1, 227, 227, 3))
+    spatial = [r.output_shape[1] for r in rows if r.kind in ("Conv", "MaxPool")]
+    assert spatial == [55, 27, 27, 13, 13, 13, 13, 6]
+    first_dense = next(i for i, r in enumerate(rows) if r.kind == "Dense")
+    assert rows[first_dense - 1].output_shape == (1, 9216)  # 6 x 6 x 256 features
+    assert [r.kind for r in rows].count("LocalResponseNorm") == 2
+
+
 def test_summary_command_prints_totals():
     result = subprocess.run(
         [sys.executable, "-m", "jaxdl.tools.summary", "resnet20", "--input", "32x32x3"],

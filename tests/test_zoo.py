@@ -21,6 +21,7 @@ CIFAR = (1, 32, 32, 3)
 PAPER_COUNTS = {
     "lenet5": ((1, 32, 32, 1), 10, 61_706),
     "alexnet": (IMAGENET, 1000, 61_100_840),
+    "alexnet_paper": ((1, 227, 227, 3), 1000, 60_965_224),
     "vgg11": (IMAGENET, 1000, 132_863_336),
     "vgg13": (IMAGENET, 1000, 133_047_848),
     "vgg16": (IMAGENET, 1000, 138_357_544),
@@ -57,6 +58,25 @@ PAPER_COUNTS = {
 def test_parameter_count_equals_the_paper(name):
     shape, classes, expected = PAPER_COUNTS[name]
     assert cost.param_count(models.create(name, num_classes=classes), shape) == expected
+
+
+def test_alexnet_paper_count_by_the_arithmetic():
+    """The paper's network layer by layer, weights + biases; conv2, conv4 and conv5 see only
+    their own GPU's half of the previous layer (groups = 2)."""
+    convs = [
+        11 * 11 * 3 * 96 + 96,  # conv1 on the 227x227x3 image
+        5 * 5 * (96 // 2) * 256 + 256,  # conv2, grouped
+        3 * 3 * 256 * 384 + 384,  # conv3 connects across both halves
+        3 * 3 * (384 // 2) * 384 + 384,  # conv4, grouped
+        3 * 3 * (384 // 2) * 256 + 256,  # conv5, grouped
+    ]
+    dense = [6 * 6 * 256 * 4096 + 4096, 4096 * 4096 + 4096, 4096 * 1000 + 1000]
+    assert sum(convs) + sum(dense) == 60_965_224 == PAPER_COUNTS["alexnet_paper"][2]
+    # The often quoted 100,207,632 is half of the weights alone (no biases) of a network
+    # whose first dense layer reads the unpooled 13x13x256 maps: 43,264 features, not 9,216.
+    weights = [c - b for c, b in zip(convs, (96, 256, 384, 384, 256), strict=True)]
+    unpooled = 13 * 13 * 256 * 4096 + 4096 * 4096 + 4096 * 1000
+    assert sum(weights) + unpooled == 2 * 100_207_632
 
 
 def test_lenet_weights_alone():

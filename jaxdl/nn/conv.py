@@ -83,10 +83,12 @@ def _pair(value: int | Sequence[int]) -> tuple[int, int]:
 class Conv(nn.Module):
     """2-D convolution on NHWC input: f32[B, H, W, C] -> f32[B, H', W', features].
 
-    `padding` is None (the default: k // 2 on every side, as PyTorch models write it, so a
-    stride-2 layer samples the same pixels as the reference implementations), "SAME", "VALID",
-    an int (symmetric) or flax's per-side pairs. `groups` > 1
-    gives a grouped convolution (ResNeXt); `groups` = C a depthwise one. Parameters: `kernel`
+    `padding` is None (the default: dilation x (k // 2) on every side, as PyTorch models write
+    it, so a stride-2 layer samples the same pixels as the reference implementations and a
+    stride-1 layer keeps the size), "SAME", "VALID", an int (symmetric) or flax's per-side
+    pairs. `groups` > 1 gives a grouped convolution (ResNeXt); `groups` = C a depthwise one.
+    `dilation` d spaces the kernel's taps d pixels apart (atrous convolution, as DeepLab uses):
+    a k x k kernel then spans d (k - 1) + 1 pixels with k x k weights. Parameters: `kernel`
     [kh, kw, C / groups, features] and, with `use_bias`, `bias` [features].
     """
 
@@ -96,6 +98,7 @@ class Conv(nn.Module):
     padding: Any = None
     use_bias: bool = True
     groups: int = 1
+    dilation: int | Sequence[int] = 1
     kernel_init: Callable = he_normal_fan_out
     bias_init: Callable = nn.initializers.zeros
     dtype: Any = jnp.float32
@@ -103,10 +106,13 @@ class Conv(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        kernel_size = _pair(self.kernel_size)
+        kernel_size, dilation = _pair(self.kernel_size), _pair(self.dilation)
         padding = self.padding
         if padding is None:
-            padding = tuple((k // 2, k // 2) if k % 2 else "SAME" for k in kernel_size)
+            padding = tuple(
+                (d * (k // 2), d * (k // 2)) if k % 2 else "SAME"
+                for k, d in zip(kernel_size, dilation, strict=True)
+            )
             padding = "SAME" if "SAME" in padding else padding
         if isinstance(padding, int):
             padding = ((padding, padding), (padding, padding))
@@ -117,6 +123,7 @@ class Conv(nn.Module):
             padding=padding,
             use_bias=self.use_bias,
             feature_group_count=self.groups,
+            kernel_dilation=dilation,
             kernel_init=self.kernel_init,
             bias_init=self.bias_init,
             dtype=self.dtype,
@@ -199,6 +206,7 @@ class ConvBN(nn.Module):
     strides: int | Sequence[int] = 1
     padding: Any = None
     groups: int = 1
+    dilation: int | Sequence[int] = 1
     act: str = "relu"
     bn_scale_init: Callable = nn.initializers.ones
     axis_name: str | None = None
@@ -214,6 +222,7 @@ class ConvBN(nn.Module):
             self.padding,
             use_bias=False,
             groups=self.groups,
+            dilation=self.dilation,
             dtype=self.dtype,
             layers=self.layers,
         )(x)

@@ -4,7 +4,8 @@ One row per layer (to `--depth` levels of nesting): output shape, parameters, fo
 (XLA's cost analysis of that layer's computation) and receptive field, with totals at the
 bottom. Nothing is allocated: shapes come from `jax.eval_shape`.
 
-Receptive field: a k x k layer with stride s grows the field by (k - 1) * jump and multiplies
+Receptive field: a k x k layer with stride s (and dilation d: it spans k' = d (k - 1) + 1
+pixels, so read k' for k) grows the field by (k - 1) * jump and multiplies
 the jump (the input-pixel distance between neighbouring outputs) by s. A block with branches
 (residual, inception) gets the largest field among its layers. Global pooling and dense layers
 are not counted: the last row's field is that of the last spatial layer.
@@ -51,8 +52,9 @@ def receptive_fields(layers: Sequence[tuple[int, int]]) -> list[Field]:
 
 def _kernel_and_stride(module: nn.Module) -> tuple[int, int] | None:
     if isinstance(module, Conv):
-        k, s = module.kernel_size, module.strides
-        return (k if isinstance(k, int) else k[0]), (s if isinstance(s, int) else s[0])
+        first = lambda v: v if isinstance(v, int) else v[0]
+        k, s, d = first(module.kernel_size), first(module.strides), first(module.dilation)
+        return d * (k - 1) + 1, s  # a dilated kernel spans d (k - 1) + 1 pixels
     if isinstance(module, (MaxPool, AvgPool)):
         return module.window, module.stride or module.window
     return None
@@ -153,20 +155,20 @@ def summarize(model: nn.Module, input_shape: tuple[int, ...], depth: int = 1) ->
 def format_table(rows: list[Row], total_params: int, total_flops: float) -> str:
     """A plain-text table with totals; FLOPs in millions."""
     header = (
-        f"{'layer':<28} {'type':<12} {'output shape':<20} {'params':>12} {'MFLOPs':>10} "
+        f"{'layer':<28} {'type':<18} {'output shape':<20} {'params':>12} {'MFLOPs':>10} "
         f"{'field':>7}"
     )
     lines = [header, "-" * len(header)]
     for row in rows:
         shape = "x".join(map(str, row.output_shape))
         lines.append(
-            f"{'/'.join(row.path):<28} {row.kind:<12} {shape:<20} {row.params:>12,} "
+            f"{'/'.join(row.path):<28} {row.kind:<18} {shape:<20} {row.params:>12,} "
             f"{row.flops / 1e6:>10.2f} {row.field.size:>7}"
         )
     lines.append("-" * len(header))
     last_field = rows[-1].field.size if rows else 1
     lines.append(
-        f"{'total':<28} {'':<12} {'':<20} {total_params:>12,} {total_flops / 1e6:>10.2f} "
+        f"{'total':<28} {'':<18} {'':<20} {total_params:>12,} {total_flops / 1e6:>10.2f} "
         f"{last_field:>7}"
     )
     return "\n".join(lines)
@@ -198,7 +200,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     h, w, c = parse_input(args.input)
     num_classes = args.num_classes or (10 if h < 64 else 1000)
-    model = models.create(args.model, num_classes=num_classes)
+    # flax's plain layers: XLA counts their arithmetic (a oneDNN custom call counts as none)
+    model = models.create(args.model, num_classes=num_classes, layers="plain")
     shape = (1, h, w, c)
     rows = summarize(model, shape, args.depth)
     total_params = count_params(cost.variable_shapes(model, shape)["params"])
