@@ -1,7 +1,8 @@
 """Activations and initialisation in a deep MNIST MLP: `python -m experiments.activations`.
 
 The same MLP (`--depth` hidden layers of `--width` units) trained with the same plain SGD +
-momentum schedule for every hidden activation (sigmoid, tanh, ReLU, Leaky ReLU, ELU, Maxout)
+momentum schedule for every hidden activation (sigmoid, tanh, ReLU, Leaky ReLU with slope
+`--leaky_slope`, PReLU with a learned slope per unit, ELU, Maxout)
 and both initialisations (Xavier/Glorot, He). Before training, the cross-entropy's gradient
 norm at every layer's weights on one batch of 256 shows which combinations let the signal
 reach the first layers: with sigmoid it shrinks layer after layer towards the input
@@ -33,7 +34,7 @@ from jaxdl.plots import plt, save_figure
 from jaxdl.rundir import RunDir
 from jaxdl.train import train_and_evaluate
 
-ACTIVATIONS = ("sigmoid", "tanh", "relu", "leaky_relu", "elu", "maxout")
+ACTIVATIONS = ("sigmoid", "tanh", "relu", "leaky_relu", "prelu", "elu", "maxout")
 INITS = ("xavier", "he")
 
 DEFAULTS = TrainConfig(
@@ -83,6 +84,9 @@ def parser() -> argparse.ArgumentParser:
     result.add_argument(
         "--activations", default=",".join(ACTIVATIONS), help="activations to compare"
     )
+    result.add_argument(
+        "--leaky_slope", type=float, default=0.01, help="Leaky ReLU's slope below 0 (or 0.1)"
+    )
     return result
 
 
@@ -95,6 +99,8 @@ def main(argv: list[str] | None = None) -> dict:
     for act in args.activations.split(","):
         for init in INITS:
             options = {"widths": (args.width,) * args.depth, "act": act, "weight_init": init}
+            if act == "leaky_relu":
+                options["leaky_slope"] = args.leaky_slope
             model = models.create("mlp", num_classes=10, **options)
             variables = model.init(jax.random.PRNGKey(base.seed), images[:1])
             layer_norms = [n for _, n in kernel_gradient_norms(model, variables, images, labels)]

@@ -22,6 +22,7 @@ PAPER_COUNTS = {
     "lenet5": ((1, 32, 32, 1), 10, 61_706),
     "alexnet": (IMAGENET, 1000, 61_100_840),
     "alexnet_paper": ((1, 227, 227, 3), 1000, 60_965_224),
+    "nin_cifar": (CIFAR, 10, 966_986),
     "vgg11": (IMAGENET, 1000, 132_863_336),
     "vgg13": (IMAGENET, 1000, 133_047_848),
     "vgg16": (IMAGENET, 1000, 138_357_544),
@@ -77,6 +78,18 @@ def test_alexnet_paper_count_by_the_arithmetic():
     weights = [c - b for c, b in zip(convs, (96, 256, 384, 384, 256), strict=True)]
     unpooled = 13 * 13 * 256 * 4096 + 4096 * 4096 + 4096 * 1000
     assert sum(weights) + unpooled == 2 * 100_207_632
+
+
+def test_nin_count_by_the_arithmetic():
+    conv = lambda k, c_in, c_out: k * k * c_in * c_out + c_out
+    blocks = [
+        conv(5, 3, 192) + conv(1, 192, 160) + conv(1, 160, 96),
+        conv(5, 96, 192) + conv(1, 192, 192) + conv(1, 192, 192),
+        conv(3, 192, 192) + conv(1, 192, 192) + conv(1, 192, 10),
+    ]
+    assert sum(blocks) == 966_986 == PAPER_COUNTS["nin_cifar"][2]
+    shapes = cost.variable_shapes(models.create("nin_cifar"), CIFAR)["params"]
+    assert not any("Dense" in name for name in shapes)  # no fully connected layer
 
 
 def test_lenet_weights_alone():
@@ -256,7 +269,25 @@ def test_maxout_takes_the_max_of_each_group():
         maxout(x, 4)
 
 
-@pytest.mark.parametrize("act", ["sigmoid", "tanh", "relu", "leaky_relu", "elu", "maxout"])
+def test_prelu_learns_one_slope_per_unit_and_leaky_relu_takes_its_slope():
+    from jaxdl.nn.activations import PReLU
+
+    x = jnp.array([[-2.0, 3.0], [4.0, -1.0]])
+    variables = PReLU().init(jax.random.PRNGKey(0), x)
+    assert variables["params"]["slope"].shape == (2,)
+    np.testing.assert_allclose(PReLU().apply(variables, x), [[-0.5, 3.0], [4.0, -0.25]])
+    slopes = {"params": {"slope": jnp.array([0.1, 2.0])}}
+    np.testing.assert_allclose(PReLU().apply(slopes, x), [[-0.2, 3.0], [4.0, -2.0]])
+    mlp = lambda act, **kw: models.create("mlp", num_classes=3, widths=(5,), act=act, **kw)
+    shape = (1, 4, 4, 1)
+    assert cost.param_count(mlp("prelu"), shape) == cost.param_count(mlp("relu"), shape) + 5
+    images = -jnp.ones(shape)
+    params = mlp("leaky_relu").init(jax.random.PRNGKey(0), images)
+    outputs = [mlp("leaky_relu", leaky_slope=s).apply(params, images) for s in (0.01, 0.1)]
+    assert not np.allclose(outputs[0], outputs[1])
+
+
+@pytest.mark.parametrize("act", ["sigmoid", "tanh", "relu", "leaky_relu", "prelu", "elu", "maxout"])
 def test_mlp_with_every_activation(act):
     model = models.create("mlp", num_classes=10, widths=(16, 16), act=act, dropout_rate=0.1)
     state, metrics = one_step(model, (28, 28, 1), 10, batch=4)

@@ -18,6 +18,7 @@ from jaxdl.models import (  # noqa: F401
     lenet,
     linear,
     mlp,
+    nin,
     resnet,
     sequence,
     squeezenet,

@@ -1,4 +1,5 @@
-"""Activations by name, and Maxout (Goodfellow et al. 2013)."""
+"""Activations by name, and the two with parameters of their own: Maxout (Goodfellow et al.
+2013) and PReLU (He et al. 2015)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ import jax.numpy as jnp
 
 from jaxdl.errors import ConfigError
 
-# Maxout is a layer (it owns the linear map), so it is not in this table; see `Maxout`.
+# Maxout and PReLU are layers (they own parameters), so they are not in this table; see
+# `Maxout` and `PReLU`. Leaky ReLU's slope here is the usual 0.01 (`leaky_relu` takes others).
 ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
     "sigmoid": nn.sigmoid,
     "tanh": jnp.tanh,
@@ -27,7 +29,7 @@ def activation(name: str) -> Callable[[jax.Array], jax.Array]:
     try:
         return ACTIVATIONS[name]
     except KeyError:
-        known = ", ".join(sorted([*ACTIVATIONS, "maxout"]))
+        known = ", ".join(sorted([*ACTIVATIONS, "maxout", "prelu"]))
         raise ConfigError(f"unknown activation {name!r}; choose one of {known}.") from None
 
 
@@ -54,3 +56,15 @@ class Maxout(nn.Module):
     def __call__(self, x: jax.Array) -> jax.Array:
         x = nn.Dense(self.features * self.pieces, kernel_init=self.kernel_init, dtype=self.dtype)(x)
         return maxout(x, self.pieces)
+
+
+class PReLU(nn.Module):
+    """Parametric ReLU: f32[..., C] -> f32[..., C], x for x >= 0 and a_c x below, with one
+    learned slope a_c per channel, initialised to 0.25 (He et al. 2015)."""
+
+    init_slope: float = 0.25
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        slope = self.param("slope", nn.initializers.constant(self.init_slope), (x.shape[-1],))
+        return jnp.where(x >= 0, x, slope.astype(x.dtype) * x)
