@@ -31,11 +31,21 @@ from jaxdl.losses import l2_penalty, softmax_cross_entropy
 from jaxdl.state import TrainState, model_variables
 
 
+AUX_WEIGHT = 0.3  # an auxiliary classifier's share of the loss (Szegedy et al. 2015, 2016)
+
+
 def classification(
-    logits: jax.Array, labels: jax.Array, label_smoothing: float = 0.0
+    logits: jax.Array | dict[str, jax.Array], labels: jax.Array, label_smoothing: float = 0.0
 ) -> tuple[jax.Array, jax.Array]:
     """The default objective: per-example softmax cross-entropy f32[B, ...] and hits f32[B, ...]
-    (1.0 where the argmax is the label), from logits f32[B, ..., K] and labels i32[B, ...]."""
+    (1.0 where the argmax is the label), from logits f32[B, ..., K] and labels i32[B, ...].
+    A model with an auxiliary classifier gives `{"logits", "aux"}` in training: the loss then
+    adds `AUX_WEIGHT` times the auxiliary head's cross-entropy, and the hits are the main
+    head's."""
+    if isinstance(logits, dict):
+        aux = softmax_cross_entropy(logits["aux"], labels, label_smoothing)
+        losses, hits = classification(logits["logits"], labels, label_smoothing)
+        return losses + AUX_WEIGHT * aux, hits
     losses = softmax_cross_entropy(logits, labels, label_smoothing)
     return losses, (jnp.argmax(logits, -1) == labels).astype(jnp.float32)
 

@@ -2,6 +2,7 @@
 
 import functools
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -23,6 +24,7 @@ PAPER_COUNTS = {
     "alexnet": (IMAGENET, 1000, 61_100_840),
     "alexnet_paper": ((1, 227, 227, 3), 1000, 60_965_224),
     "nin_cifar": (CIFAR, 10, 966_986),
+    "inception_v3": ((1, 299, 299, 3), 1000, 27_161_264),  # with the auxiliary classifier
     "vgg11": (IMAGENET, 1000, 132_863_336),
     "vgg13": (IMAGENET, 1000, 133_047_848),
     "vgg16": (IMAGENET, 1000, 138_357_544),
@@ -90,6 +92,46 @@ def test_nin_count_by_the_arithmetic():
     assert sum(blocks) == 966_986 == PAPER_COUNTS["nin_cifar"][2]
     shapes = cost.variable_shapes(models.create("nin_cifar"), CIFAR)["params"]
     assert not any("Dense" in name for name in shapes)  # no fully connected layer
+
+
+def test_inception_v3_without_its_auxiliary_head():
+    model = models.create("inception_v3", num_classes=1000, aux_logits=False)
+    assert cost.param_count(model, (1, 299, 299, 3)) == 23_834_568
+
+
+def test_inception_v3_shapes_and_its_auxiliary_loss():
+    from jaxdl.step import AUX_WEIGHT, classification
+
+    model = models.create("inception_v3", num_classes=1000, return_aux=True)
+    shapes = jax.eval_shape(
+        lambda x: model.init_with_output(
+            {"params": jax.random.PRNGKey(0), "dropout": jax.random.PRNGKey(1)}, x, train=True
+        )[0],
+        jax.ShapeDtypeStruct((2, 299, 299, 3), jnp.float32),
+    )
+    assert shapes["logits"].shape == shapes["aux"].shape == (2, 1000)
+    main, aux = jnp.array([[2.0, 0.0]]), jnp.array([[0.0, 1.0]])
+    loss, hits = classification({"logits": main, "aux": aux}, jnp.array([0]))
+    expected = optax.softmax_cross_entropy_with_integer_labels(main, jnp.array([0])) + (
+        AUX_WEIGHT * optax.softmax_cross_entropy_with_integer_labels(aux, jnp.array([0]))
+    )
+    np.testing.assert_allclose(loss, expected, rtol=1e-6)
+    assert float(hits[0]) == 1.0
+
+
+def test_factorised_7x7_is_a_1x7_then_a_7x1():
+    from jaxdl.models.inception_v3 import Blocks
+    from jaxdl.tools.summary import summarize
+
+    class Pair(Blocks):
+        @nn.compact
+        def __call__(self, x, train=False):
+            return self.factorised(x, train, (8, 8), 7)
+
+    rows = summarize(Pair(layers="plain"), (1, 17, 17, 8), depth=1)
+    assert [r.output_shape for r in rows] == [(1, 17, 17, 8)] * 2  # padded: the grid stays
+    # 2 x (7 weights per channel pair) + BatchNorm, against 49 for one 7x7
+    assert sum(r.params for r in rows) == 2 * (7 * 8 * 8 + 2 * 8)
 
 
 def test_lenet_weights_alone():

@@ -15,6 +15,7 @@ from jaxdl.models import (  # noqa: F401
     fcn,
     generative,
     googlenet,
+    inception_v3,
     lenet,
     linear,
     mlp,

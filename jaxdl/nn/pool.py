@@ -119,10 +119,12 @@ def _tiled_max_pool_bwd(size, residuals, g):
 _tiled_max_pool.defvjp(_tiled_max_pool_fwd, _tiled_max_pool_bwd)
 
 
-def avg_pool(x: jax.Array, window: int, stride: int | None = None) -> jax.Array:
-    """Average pooling without padding: f32[B, H, W, C] -> f32[B, H', W', C]."""
+def avg_pool(x: jax.Array, window: int, stride: int | None = None, padding: int = 0) -> jax.Array:
+    """Average pooling f32[B, H, W, C] -> f32[B, H', W', C], zero `padding` on every side
+    counted in the averages (PyTorch's default, `count_include_pad=True`)."""
     stride = stride or window
-    return nn.avg_pool(x, (window, window), (stride, stride))
+    pads = ((padding, padding), (padding, padding))
+    return nn.avg_pool(x, (window, window), (stride, stride), pads, count_include_pad=True)
 
 
 def adaptive_avg_pool(x: jax.Array, output_size: tuple[int, int]) -> jax.Array:
@@ -159,10 +161,11 @@ class MaxPool(nn.Module):
 
 
 class AvgPool(nn.Module):
-    """`avg_pool` (no padding) as a layer, so that model summaries see it."""
+    """`avg_pool` as a layer, so that model summaries see it."""
 
     window: int
     stride: int | None = None
+    padding: int = 0
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        return avg_pool(x, self.window, self.stride)
+        return avg_pool(x, self.window, self.stride, self.padding)
