@@ -30,7 +30,6 @@ from jax import lax
 from jaxdl.losses import l2_penalty, softmax_cross_entropy
 from jaxdl.state import TrainState, model_variables
 
-
 AUX_WEIGHT = 0.3  # an auxiliary classifier's share of the loss (Szegedy et al. 2015, 2016)
 
 
