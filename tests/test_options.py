@@ -41,6 +41,7 @@ EXPERIMENTS = sorted(module.name for module in pkgutil.iter_modules(experiments.
 # Quick settings each experiment is run with (option changes come on top).
 BASE_ARGV = {
     "activations": ["--activations", "relu", "--depth", "2", "--width", "8", "--epochs", "1"],
+    "backprop": ["--epochs", "1", "--train_limit", "1000"],
     "cifar_resnet": ["--train_limit", "500", "--test_limit", "100"],
     "cifar_speedrun": [
         *("--seeds", "1", "--train_limit", "2048", "--batch_size", "512", "--test_limit", "50")
