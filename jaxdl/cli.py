@@ -42,6 +42,9 @@ _HELP = {
     "optimizer": "optimizer",
     "schedule": "learning-rate schedule",
     "warmup_epochs": "linear warm-up length for warmup_cosine",
+    "lr_decay": "exponential: the final learning rate as a fraction of --lr; plateau: the "
+    "factor of each reduction",
+    "plateau_patience": "plateau: epochs without a better validation loss before a reduction",
     "momentum": "momentum for momentum / nesterov",
     "weight_decay": "weight decay coefficient (kernels only)",
     "weight_decay_mode": "l2 (in the loss) or decoupled (AdamW-style) (default: decoupled for "

@@ -47,6 +47,8 @@ class TrainConfig:
     weight_decay_mode: str | None = None
     label_smoothing: float = 0.0
     clip_grad_norm: float = 0.0
+    lr_decay: float = 0.1
+    plateau_patience: int = 2
     val_size: int = 5000
     crop_padding: int = 0
     flip: bool = False
@@ -78,6 +80,8 @@ class TrainConfig:
             schedule=self.schedule,
             warmup_epochs=self.warmup_epochs,
             clip_grad_norm=self.clip_grad_norm,
+            lr_decay=self.lr_decay,
+            plateau_patience=self.plateau_patience,
         )
 
     def validate(self) -> None:

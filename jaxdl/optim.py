@@ -21,14 +21,18 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
+from typing import NamedTuple
 
+import jax
+import jax.numpy as jnp
 import optax
+from optax.contrib import ReduceLROnPlateauState
 
 from jaxdl.errors import ConfigError
 from jaxdl.losses import kernel_mask
 
-OPTIMIZERS = ("sgd", "momentum", "nesterov", "rmsprop", "adam", "adamw")
-SCHEDULES = ("constant", "step", "cosine", "warmup_cosine", "onecycle")
+OPTIMIZERS = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamw")
+SCHEDULES = ("constant", "step", "cosine", "warmup_cosine", "onecycle", "exponential", "plateau")
 WEIGHT_DECAY_MODES = ("l2", "decoupled")
 
 
@@ -37,7 +41,10 @@ class OptimizerConfig:
     """What `create_optimizer` builds. `lr` is the peak learning rate of the schedule.
 
     `step_boundaries` are fractions of training at which the `step` schedule multiplies the
-    learning rate by `step_factor` (He et al. 2016: 0.1 at 50 % and 75 %).
+    learning rate by `step_factor` (He et al. 2016: 0.1 at 50 % and 75 %). `exponential`
+    decays the rate smoothly to `lr_decay` x `lr` at the end of training (the same factor
+    every epoch); `plateau` keeps `lr` until the validation loss has not improved for
+    `plateau_patience` epochs, then multiplies it by `lr_decay` (`scale_by_plateau`).
     """
 
     name: str = "nesterov"
@@ -54,6 +61,8 @@ class OptimizerConfig:
     rmsprop_decay: float = 0.9
     eps: float = 1e-8
     clip_grad_norm: float = 0.0  # > 0: gradients rescaled to at most this global norm
+    lr_decay: float = 0.1
+    plateau_patience: int = 2
 
     def resolved_weight_decay_mode(self) -> str:
         if self.name == "adamw":
@@ -75,6 +84,12 @@ class OptimizerConfig:
             )
         if not self.lr > 0:
             raise ConfigError(f"learning rate must be positive, got --lr {self.lr}.")
+        if not 0 < self.lr_decay < 1:
+            raise ConfigError(f"--lr_decay must be in (0, 1), got {self.lr_decay}.")
+        if self.plateau_patience < 1:
+            raise ConfigError(
+                f"--plateau_patience must be at least 1 epoch, got {self.plateau_patience}."
+            )
         if self.weight_decay < 0:
             raise ConfigError(
                 f"weight decay must be zero or positive, got --weight_decay {self.weight_decay}."
@@ -110,6 +125,10 @@ def create_learning_rate_fn(
         )
     if config.schedule == "onecycle":
         return optax.cosine_onecycle_schedule(transition_steps=total, peak_value=lr)
+    if config.schedule == "exponential":
+        return optax.exponential_decay(lr, transition_steps=total, decay_rate=config.lr_decay)
+    if config.schedule == "plateau":  # the base rate; `scale_by_plateau` multiplies it
+        return optax.constant_schedule(lr)
     raise ConfigError(
         f"unknown schedule {config.schedule!r}; choose one of {', '.join(SCHEDULES)}."
     )
@@ -121,6 +140,8 @@ def _direction(config: OptimizerConfig) -> optax.GradientTransformation:
         return optax.identity()
     if config.name in ("momentum", "nesterov"):
         return optax.trace(decay=config.momentum, nesterov=config.name == "nesterov")
+    if config.name == "adagrad":  # optax.adagrad's accumulator start and epsilon
+        return optax.scale_by_rss(initial_accumulator_value=0.1, eps=1e-7)
     if config.name == "rmsprop":
         return optax.scale_by_rms(decay=config.rmsprop_decay, eps=config.eps)
     return optax.scale_by_adam(b1=config.b1, b2=config.b2, eps=config.eps)
@@ -139,4 +160,55 @@ def create_optimizer(
     if config.weight_decay and config.resolved_weight_decay_mode() == "decoupled":
         parts.append(optax.add_decayed_weights(config.weight_decay, mask=kernel_mask))
     parts.append(optax.scale_by_learning_rate(learning_rate_fn))
+    if config.schedule == "plateau":
+        parts.append(scale_by_plateau(config.lr_decay, config.plateau_patience))
     return optax.chain(*parts), learning_rate_fn
+
+
+class PlateauState(NamedTuple):
+    """`optax.contrib.reduce_on_plateau`'s state, and how many validation results it has
+    been fed (so that feeding the same epoch's result twice, as a resume may, changes
+    nothing)."""
+
+    plateau: ReduceLROnPlateauState
+    evaluations: jax.Array  # i32[]
+
+
+def scale_by_plateau(factor: float, patience: int) -> optax.GradientTransformation:
+    """Multiplies the updates by the current reduce-on-plateau scale, which the training step
+    only reads: `feed_plateau` (between epochs, with the validation loss) changes it, so the
+    step stays a pure function of the state."""
+    plateau = optax.contrib.reduce_on_plateau(factor=factor, patience=patience)
+
+    def init(params):
+        return PlateauState(plateau.init(params), jnp.zeros((), jnp.int32))
+
+    def update(updates, state, params=None):
+        del params
+        return jax.tree.map(lambda g: state.plateau.scale * g, updates), state
+
+    return optax.GradientTransformation(init, update)
+
+
+def feed_plateau(config: OptimizerConfig, opt_state, value: float, evaluations: int):
+    """`opt_state` (of `create_optimizer(config, ...)`) with validation result `value`, the
+    `evaluations`-th, fed to its reduce-on-plateau scale, unless that scale has seen it
+    already; unchanged for an optimizer without one."""
+    plateau = optax.contrib.reduce_on_plateau(
+        factor=config.lr_decay, patience=config.plateau_patience
+    )
+
+    def feed(node):
+        if not isinstance(node, PlateauState) or int(node.evaluations) >= evaluations:
+            return node
+        _, fed = plateau.update(jnp.zeros(()), node.plateau, value=jnp.asarray(value))
+        return PlateauState(fed, jnp.asarray(evaluations, jnp.int32))
+
+    return jax.tree.map(feed, opt_state, is_leaf=lambda n: isinstance(n, PlateauState))
+
+
+def plateau_scale(opt_state) -> float | None:
+    """The reduce-on-plateau scale held in `opt_state`, or None if it has none."""
+    nodes = jax.tree.leaves(opt_state, is_leaf=lambda n: isinstance(n, PlateauState))
+    found = [n for n in nodes if isinstance(n, PlateauState)]
+    return float(found[0].plateau.scale) if found else None

@@ -25,6 +25,7 @@ from jaxdl.config import TrainConfig
 from jaxdl.distributed.setup import is_main_process
 from jaxdl.loop import FitResult, Hook, Progress, fit, log
 from jaxdl.ops.onednn import tuning
+from jaxdl.optim import OptimizerConfig, feed_plateau, plateau_scale
 from jaxdl.rundir import CONV_CHOICES, RunDir
 from jaxdl.state import count_params
 from jaxdl.tasks.classification import CLASSIFICATION
@@ -131,6 +132,8 @@ def _fit(run: Run, evaluators: list, epochs_cap: int) -> FitResult:
                 ),
             )
         )
+    if config.schedule == "plateau":
+        hooks.append(FeedPlateau(config.optimizer_config(), run.runner))
     if run.runner.device_count > 1:
         processes = f" in {jax.process_count()} processes" if jax.process_count() > 1 else ""
         log(f"parallel: {run.runner.mode} over {run.runner.device_count} devices{processes}")
@@ -160,6 +163,33 @@ def _fit(run: Run, evaluators: list, epochs_cap: int) -> FitResult:
         )
     finally:
         checkpointer.close()
+
+
+class FeedPlateau(Hook):
+    """The `plateau` schedule's hook: before each epoch, the last epoch's validation loss
+    (training loss without a validation split) goes to the optimizer's reduce-on-plateau
+    scale (`jaxdl.optim.feed_plateau`); the step itself only reads the scale. Fed once per
+    epoch record, so a resumed run lands on the same scale as an uninterrupted one."""
+
+    def __init__(self, config: OptimizerConfig, runner):
+        self.config, self.runner = config, runner
+
+    def before_epoch(self, progress: Progress) -> Progress:
+        if not progress.history:
+            return progress
+        last = progress.history[-1]
+        value = last.get("val_loss", last["train_loss"])
+        local = self.runner.local_state(progress.state)
+        before = plateau_scale(local.opt_state)
+        opt_state = feed_plateau(self.config, local.opt_state, value, len(progress.history))
+        after = plateau_scale(opt_state)
+        if after is not None and before is not None and after < before:
+            log(
+                f"reduce on plateau: learning rate x {after:.3g} of --lr from epoch "
+                f"{progress.epoch} ({self.config.plateau_patience} epochs without improvement)"
+            )
+        state = self.runner.put_state(local.replace(opt_state=opt_state))
+        return dataclasses.replace(progress, state=state)
 
 
 class RecordConvChoices(Hook):

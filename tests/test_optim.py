@@ -1,3 +1,5 @@
+import os
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -5,7 +7,13 @@ import optax
 import pytest
 
 from jaxdl.errors import ConfigError
-from jaxdl.optim import OptimizerConfig, create_learning_rate_fn, create_optimizer
+from jaxdl.optim import (
+    OptimizerConfig,
+    create_learning_rate_fn,
+    create_optimizer,
+    feed_plateau,
+    plateau_scale,
+)
 
 STEPS_PER_EPOCH, EPOCHS = 10, 10  # 100 steps in all
 
@@ -50,13 +58,51 @@ def test_onecycle_peaks_at_thirty_percent():
     assert lr(0) < 0.01 and lr(100) < 1e-4
 
 
+def test_exponential_decays_by_the_same_factor_to_lr_decay_at_the_end():
+    lr = lr_at("exponential", lr_decay=0.01)
+    assert lr(0) == pytest.approx(0.1)
+    assert lr(50) == pytest.approx(0.01, rel=1e-5)  # 0.1 x 0.01 ** (50 / 100)
+    assert lr(100) == pytest.approx(0.001, rel=1e-5)
+    assert lr(30) / lr(20) == pytest.approx(lr(80) / lr(70), rel=1e-5)
+
+
+def test_reduce_on_plateau_lowers_the_rate_after_patience_epochs_without_improvement():
+    config = OptimizerConfig(name="sgd", lr=0.5, schedule="plateau", plateau_patience=2)
+    tx, learning_rate_fn = create_optimizer(config, STEPS_PER_EPOCH, EPOCHS)
+    params = {"kernel": jnp.ones(3)}
+    state, scales = tx.init(params), []
+    for epoch, val_loss in enumerate([1.0, 0.8, 0.9, 0.85, 0.81, 0.7, 0.75, 0.72], start=1):
+        state = feed_plateau(config, state, val_loss, epoch)
+        state = feed_plateau(config, state, val_loss, epoch)  # fed twice (a resume): once
+        scales.append(plateau_scale(state))
+    # best 0.8 at epoch 2; epochs 3 and 4 do not beat it: the rate drops tenfold at epoch 4;
+    # 0.81 (5) is no better either, 0.7 (6) is, 0.75 and 0.72 (7, 8) are not: drops at 8
+    assert scales == pytest.approx([1, 1, 1, 0.1, 0.1, 0.1, 0.1, 0.01])
+    updates, _ = tx.update({"kernel": jnp.ones(3)}, state, params)
+    np.testing.assert_allclose(updates["kernel"], -0.5 * 0.01, rtol=1e-6)
+    assert float(learning_rate_fn(99)) == pytest.approx(0.5)  # the base rate stays
+
+
+def test_adagrad_equals_optax_adagrad():
+    params = {"kernel": jnp.array([1.0, -2.0])}
+    tx, _ = create_optimizer(OptimizerConfig(name="adagrad", lr=0.1, schedule="constant"), 1, 1)
+    reference = optax.adagrad(0.1)
+    ours, theirs = tx.init(params), reference.init(params)
+    for grads in ({"kernel": jnp.array([0.5, 1.0])}, {"kernel": jnp.array([-1.0, 3.0])}):
+        mine, ours = tx.update(grads, ours, params)
+        want, theirs = reference.update(grads, theirs, params)
+        np.testing.assert_allclose(mine["kernel"], want["kernel"], rtol=1e-6)
+
+
 def one_update(config, params, grads):
     tx, _ = create_optimizer(config, STEPS_PER_EPOCH, EPOCHS)
     updates, _ = tx.update(grads, tx.init(params), params)
     return optax.apply_updates(params, updates)
 
 
-@pytest.mark.parametrize("name", ["sgd", "momentum", "nesterov", "rmsprop", "adam", "adamw"])
+@pytest.mark.parametrize(
+    "name", ["sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamw"]
+)
 def test_every_optimizer_moves_against_the_gradient(name):
     params = {"kernel": jnp.ones((2, 2)), "bias": jnp.ones(2)}
     grads = jax.tree.map(jnp.ones_like, params)
@@ -95,7 +141,7 @@ def test_l2_mode_puts_decay_in_the_loss_not_the_optimizer():
 @pytest.mark.parametrize(
     "config, message",
     [
-        (OptimizerConfig(name="adagrad"), "unknown optimizer 'adagrad'"),
+        (OptimizerConfig(name="lion"), "unknown optimizer 'lion'"),
         (OptimizerConfig(schedule="exp"), "unknown schedule 'exp'"),
         (OptimizerConfig(lr=0.0), "learning rate must be positive"),
         (OptimizerConfig(lr=-1.0), "learning rate must be positive"),
@@ -105,3 +151,42 @@ def test_l2_mode_puts_decay_in_the_loss_not_the_optimizer():
 def test_bad_config_is_one_clear_sentence(config, message):
     with pytest.raises(ConfigError, match=message):
         create_optimizer(config, 10, 10)
+
+
+def test_a_plateau_run_feeds_its_validation_loss_and_resumes_on_the_same_scale(
+    tmp_path, data_dir, capsys
+):
+    import dataclasses
+    import shutil
+
+    from jaxdl.build import initial_state
+    from jaxdl.checkpoint import Checkpointer
+    from jaxdl.config import TrainConfig
+    from jaxdl.train import train_and_evaluate
+
+    config = TrainConfig(
+        dataset="mnist", model="softmax_regression", epochs=3, batch_size=64,
+        eval_batch_size=100, lr=1e-12, optimizer="sgd", schedule="plateau", plateau_patience=1,
+        train_limit=640, test_limit=100, val_size=64, quiet=True, plots=False,
+        keep_checkpoints=10, data_dir=data_dir, workdir=str(tmp_path / "straight"),
+    )  # fmt: skip
+    straight = train_and_evaluate(config)
+    # lr 1e-12 learns nothing: epoch 2's validation loss is no better than epoch 1's, so the
+    # rate drops before epoch 3
+    assert "reduce on plateau: learning rate x 0.1 of --lr from epoch 3" in capsys.readouterr().out
+
+    def final_scale(workdir):
+        checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"), 10, "max")
+        state, _, _ = initial_state(config, 10, (28, 28, 1), 9)  # (640 - 64) // 64 steps
+        restored, _ = checkpointer.restore_latest(state, config.model)
+        checkpointer.close()
+        return plateau_scale(restored.opt_state)
+
+    assert final_scale(config.workdir) == pytest.approx(0.1)
+    resumed_dir = tmp_path / "resumed"  # lose epoch 3: resume from the end of epoch 2
+    shutil.copytree(config.workdir, resumed_dir)
+    latest = resumed_dir / "checkpoints" / "latest"
+    shutil.rmtree(latest / str(max(int(d) for d in os.listdir(latest) if d.isdigit())))
+    resumed = train_and_evaluate(dataclasses.replace(config, workdir=str(resumed_dir)))
+    assert final_scale(str(resumed_dir)) == pytest.approx(0.1)
+    assert resumed["test_loss"] == straight["test_loss"]
