@@ -5,12 +5,13 @@ with its forward pass, its hand-written backward pass and a plain gradient-desce
 no `jax.grad` anywhere (the tests hold every gradient to it). Mini-batch SGD with a learning
 rate that decays linearly to zero; pixels scaled to [0, 1]. The last 5,000 training images
 are held out for validation. Prints the loss and accuracies per epoch and, last,
-`test accuracy: NN.NN %`; writes `results.json`.
+`test accuracy: NN.NN %`; writes `results.json` and `plots/curves.png`.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import time
 
 import jax
@@ -19,7 +20,10 @@ import numpy as np
 
 from jaxdl import cli, data
 from jaxdl.course.backprop import SoftmaxCrossEntropy, mlp
+from jaxdl.errors import ConfigError
 from jaxdl.loop import log
+from jaxdl.plots.curves import plot_curves
+from jaxdl.rundir import RunDir
 
 
 def parser() -> argparse.ArgumentParser:
@@ -54,7 +58,12 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser().parse_args(argv)
     start = time.perf_counter()
     full = data.load("mnist", "train", args.data_dir, limit=args.train_limit)
-    val_size = min(5000, len(full) // 10)
+    val_size = max(1, min(5000, len(full) // 10))
+    if len(full) - val_size < args.batch_size:
+        raise ConfigError(
+            f"{len(full) - val_size} training images are fewer than --batch_size "
+            f"{args.batch_size}; raise --train_limit or lower --batch_size."
+        )
     train_x, train_y = flat(full.take(np.arange(len(full) - val_size)))
     val_x, val_y = flat(full.take(np.arange(len(full) - val_size, len(full))))
     test_x, test_y = flat(data.load("mnist", "test", args.data_dir))
@@ -87,6 +96,9 @@ def main(argv: list[str] | None = None) -> dict:
             f"val acc {100 * record['val_accuracy']:.2f} %"
         )
     test = accuracy(network, test_x, test_y)
+    plot_curves(
+        {"backprop by hand": history}, os.path.join(RunDir(args.workdir).plots, "curves.png")
+    )
     log(f"test accuracy: {100 * test:.2f} %")
     return cli.finish(args.workdir, {"test_accuracy": test, "history": history}, start)
 

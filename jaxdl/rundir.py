@@ -147,6 +147,20 @@ class RunDir:
             return records
         return [r for r in records if r["epoch"] < before_epoch]
 
+    def read_step_metrics(self, name: str = "loss") -> list[tuple[int, float, float]]:
+        """The training metric `name` as the run logged it every 20 steps (TensorBoard's
+        `train_step/<name>`): (step, seconds since the first logged step, value), by step."""
+        from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+        events = EventAccumulator(self.path, size_guidance={"scalars": 0})
+        events.Reload()
+        tag = f"train_step/{name}"
+        if tag not in events.Tags()["scalars"]:
+            return []
+        scalars = sorted(events.Scalars(tag), key=lambda e: e.step)
+        start = scalars[0].wall_time
+        return [(e.step, e.wall_time - start, float(e.value)) for e in scalars]
+
     def metrics_writer(self, history: list[dict[str, Any]], step: int = 0) -> MetricsWriter:
         """A writer that starts `metrics.jsonl` over with `history` (the records a resumed run
         keeps) and appends one record per call, each also to TensorBoard's events; `step` is

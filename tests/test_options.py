@@ -61,6 +61,7 @@ PROBES = {
     "prompt": "class ",
     "text_root": "other_sources",
     "models": "resnet32",
+    "optimizers": "adam",
     "settings": "weight decay",
     "shift_zoom": "none",
     "sweep": "0.02,0.1",
