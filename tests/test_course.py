@@ -118,3 +118,25 @@ def test_receptive_field_of_dilated_kernels(dilations, field):
     rows = summarize(DilatedStack(dilations), (1, 32, 32, 1))
     assert rows[-1].field.size == field
     assert rows[-1].output_shape == (1, 32, 32, 4)  # the default padding keeps the size
+
+
+# ---- classic kernels ---------------------------------------------------------------------------
+
+
+def test_classic_kernels_do_what_their_names_say():
+    from jaxdl.course.kernels import CLASSIC_KERNELS, apply_kernel
+
+    image = np.random.default_rng(0).uniform(0, 255, (12, 16))
+    k = CLASSIC_KERNELS
+    np.testing.assert_allclose(apply_kernel(image, k["identity"]), image, rtol=1e-6)
+    shifted = apply_kernel(image, k["shift right"])
+    np.testing.assert_allclose(shifted[:, 1:], image[:, :-1], rtol=1e-6)
+    ramp = np.tile(np.arange(16.0), (12, 1)) * 3 + 7  # brighter to the right, linearly
+    inside = (slice(2, -2), slice(2, -2))
+    np.testing.assert_allclose(apply_kernel(ramp, k["Laplacian"])[inside], 0, atol=1e-4)
+    np.testing.assert_allclose(apply_kernel(ramp, k["edges"])[inside], 0, atol=1e-4)
+    np.testing.assert_allclose(apply_kernel(ramp, k["Sobel x (vertical edges)"])[inside], 24)
+    np.testing.assert_allclose(apply_kernel(ramp, k["Sobel y (horizontal edges)"])[inside], 0)
+    flat = np.full((12, 16), 50.0)
+    np.testing.assert_allclose(apply_kernel(flat, k["Gaussian blur"])[inside], 50, rtol=1e-6)
+    np.testing.assert_allclose(apply_kernel(flat, k["sharpen"])[inside], 50, rtol=1e-6)

@@ -158,3 +158,34 @@ def plot_saliency(images: np.ndarray, maps: np.ndarray, titles: Sequence[str], p
         axes[1, i].axis("off")
     fig.suptitle("Saliency: gradient of the true class score with respect to the input")
     return save_figure(fig, path)
+
+
+def kernel_text(kernel: np.ndarray) -> str:
+    """A 3x3 kernel's weights as three lines of text; a larger one by its size."""
+    if kernel.shape[0] != 3:
+        return f"{kernel.shape[0]}x{kernel.shape[1]}"
+    return "\n".join(" ".join(f"{w:g}" for w in row) for row in kernel)
+
+
+def plot_kernels(image: np.ndarray, responses: dict[str, np.ndarray], kernels, path: str) -> str:
+    """The grey `image` f[H, W] and its response to each named kernel, with the kernel's
+    weights printed under its panel's title."""
+    count = len(responses) + 1
+    columns = 3
+    rows = -(-count // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, 3.4 * rows), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    axes[0, 0].imshow(image, cmap="gray")
+    axes[0, 0].set_title("input (grey)", fontsize=9)
+    for ax, (name, response) in zip(axes.ravel()[1:], responses.items(), strict=False):
+        kernel = kernels[name]
+        signed = kernel.min() < 0 and name != "sharpen"  # edge detectors: show the sign
+        if signed:
+            limit = np.percentile(np.abs(response), 99)
+            ax.imshow(response, cmap="RdBu_r", vmin=-limit, vmax=limit)
+        else:
+            ax.imshow(np.clip(response, 0, 255), cmap="gray", vmin=0, vmax=255)
+        ax.set_title(f"{name}\n{kernel_text(kernel)}", fontsize=8)
+    fig.suptitle("Classic convolution kernels on a photograph")
+    return save_figure(fig, path)
