@@ -5,7 +5,9 @@ places, with a per-pixel mask: background or the digit's class (11 classes). Tra
 are made from MNIST's training digits, the held-out ones from its test digits. The model is
 jaxdl's `fcn` (a ResNet trunk whose stages are scored by 1x1 convolutions and upsampled back to
 the input size: no dense layer), trained with the same `train_step` as every classifier:
-the cross-entropy simply runs over pixels (`jaxdl.tasks.segmentation`).
+the cross-entropy simply runs over pixels (`jaxdl.tasks.segmentation`). `--dilated_stages N`
+keeps the last N stages at the resolution before them, with dilated convolutions instead of
+strides (DeepLab's atrous convolution).
 
 Prints pixel accuracy and mean intersection-over-union (IoU) over the 11 classes on the
 held-out canvases, per-class IoU, and writes `plots/segmentation.png` (image, true and
@@ -15,6 +17,7 @@ predicted masks), `plots/curves.png` and `results.json` to the run directory.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 
 from jaxdl import cli
 from jaxdl.config import TrainConfig
@@ -46,12 +49,21 @@ def parser() -> argparse.ArgumentParser:
     result.add_argument(
         "--test_canvases", type=int, default=task.test_canvases, help="held-out canvases"
     )
+    result.add_argument(
+        "--dilated_stages",
+        type=int,
+        default=0,
+        help="the last N stages dilated (2, 4, ...) instead of strided, as DeepLab",
+    )
     return result
 
 
 def main(argv: list[str] | None = None) -> dict:
     args = parser().parse_args(argv)
     config = cli.config_from_args(args, DEFAULTS)
+    if args.dilated_stages:
+        options = config.model_options | {"dilated_stages": args.dilated_stages}
+        config = dataclasses.replace(config, model_options=options)
     task = Segmentation(args.canvas, args.digits, args.train_canvases, args.test_canvases)
     return train_and_evaluate(config, task)
 

@@ -282,6 +282,25 @@ def test_fcn_trains_a_step_on_per_pixel_labels():
     assert all(np.all(np.isfinite(g)) for g in jax.tree.leaves(grads))
 
 
+def test_dilated_fcn_keeps_the_grid_and_the_weights():
+    four = {"stage_sizes": (1, 1, 1, 1), "widths": (16, 32, 64, 128)}
+    strided = models.create("fcn", num_classes=11, **four)
+    dilated = models.create("fcn", num_classes=11, **four, dilated_stages=2)
+    shape = (1, 48, 48, 1)
+    assert cost.param_count(strided, shape) == cost.param_count(dilated, shape)
+    x = jnp.zeros((2, 20, 20, 1))  # stride 2 now (was 8): 20 is divisible by it
+    variables = dilated.init(jax.random.PRNGKey(0), x)
+    assert dilated.apply(variables, x).shape == (2, 20, 20, 11)
+    kernels = [
+        leaf.shape
+        for path, leaf in jax.tree_util.tree_leaves_with_path(variables["params"])
+        if path[-1].key == "kernel" and "BasicBlock_3" in str(path)
+    ]
+    assert kernels and all(k[:2] in ((3, 3), (1, 1)) for k in kernels)
+    with pytest.raises(ConfigError, match="dilated_stages"):
+        models.create("fcn", num_classes=2, dilated_stages=3).init(jax.random.PRNGKey(0), x)
+
+
 def test_fcn_rejects_sizes_not_divisible_by_its_stride():
     with pytest.raises(ConfigError, match="divisible by its stride 4, got 30x30"):
         models.create("fcn", num_classes=2).init(jax.random.PRNGKey(0), jnp.zeros((1, 30, 30, 1)))

@@ -36,6 +36,7 @@ class BasicBlock(nn.Module):
     strides: int = 1
     shortcut: str = "projection"
     zero_init_residual: bool = False
+    dilation: int = 1  # of both 3x3 convs (DeepLab's atrous stages)
     axis_name: str | None = None
     dtype: Any = jnp.float32
     layers: str = "auto"
@@ -45,9 +46,10 @@ class BasicBlock(nn.Module):
         conv_bn = lambda f, k, s, act, **kw: ConvBN(
             f, k, s, act=act, axis_name=self.axis_name, dtype=self.dtype, layers=self.layers, **kw
         )
-        y = conv_bn(self.features, 3, self.strides, "relu")(x, train)
+        d = self.dilation
+        y = conv_bn(self.features, 3, self.strides, "relu", dilation=d)(x, train)
         last_scale = nn.initializers.zeros if self.zero_init_residual else nn.initializers.ones
-        y = conv_bn(self.features, 3, 1, "identity", bn_scale_init=last_scale)(y, train)
+        y = conv_bn(self.features, 3, 1, "identity", bn_scale_init=last_scale, dilation=d)(y, train)
         if self.strides != 1 or x.shape[-1] != self.features:
             if self.shortcut == "pad":
                 x = pad_shortcut(x, self.features, self.strides)
