@@ -14,6 +14,7 @@ import jax.numpy as jnp
 
 from jaxdl import data as data_lib
 from jaxdl import models, parallel
+from jaxdl.checkpoint import trained_weights
 from jaxdl.config import DTYPES, TrainConfig
 from jaxdl.data.device import DeviceDataset, Preprocess
 from jaxdl.data.sources import ArrayDataset
@@ -21,7 +22,7 @@ from jaxdl.errors import ConfigError
 from jaxdl.loop import log
 from jaxdl.optim import create_optimizer
 from jaxdl.rundir import RunDir
-from jaxdl.state import TrainState, count_params, create_train_state
+from jaxdl.state import TrainState, count_params, create_train_state, graft
 
 
 def create_model(config: TrainConfig, num_outputs: int) -> nn.Module:
@@ -82,7 +83,30 @@ def initial_state(
     )
     init_key, data_key = jax.random.split(jax.random.PRNGKey(config.seed))
     state = create_train_state(model, tx, init_key, (1, *image_shape), input_dtype)
+    if config.init_from:
+        state = start_from_trained(state, config.init_from)
     return state, learning_rate_fn, data_key
+
+
+def start_from_trained(state: TrainState, run_dir: str) -> TrainState:
+    """`state` with the weights of the trained run in `run_dir` wherever a parameter (or a
+    BatchNorm statistic) has the same path and shape; says in one line how many, and which
+    parameters start fresh. The optimizer state is the fresh one's (its statistics are zero:
+    moving the parameters does not change its shapes)."""
+    trained = trained_weights(run_dir)
+    params, taken, fresh = graft(state.params, trained["params"])
+    batch_stats, _, _ = graft(state.batch_stats, trained["batch_stats"])
+    if not taken:
+        raise ConfigError(
+            f"--init_from {run_dir!r}: no parameter of this model has a counterpart of the same "
+            f"name and shape there; is it a run of the same architecture?"
+        )
+    fresh_text = f"; fresh: {', '.join(fresh)}" if fresh else ""
+    log(
+        f"init from {run_dir}: {len(taken)} parameter arrays trained, {len(fresh)} fresh"
+        f"{fresh_text}"
+    )
+    return state.replace(params=params, batch_stats=batch_stats)
 
 
 @dataclasses.dataclass

@@ -153,6 +153,27 @@ class Checkpointer:
         self._best.close()
 
 
+def trained_weights(run_dir: str) -> dict[str, Any]:
+    """`{"params", "batch_stats"}` (host arrays) of another run's best checkpoint, else its
+    latest: the weights `--init_from` starts a run from. One sentence if there are none."""
+    for kind in ("best", "latest"):
+        directory = os.path.join(run_dir, "checkpoints", kind)
+        if not os.path.isdir(directory):
+            continue
+        manager = ocp.CheckpointManager(directory, item_names=("state", "meta"))
+        step = manager.latest_step()
+        if step is not None:
+            state = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))
+            manager.close()
+            state = state["state"]
+            return {"params": state["params"], "batch_stats": state.get("batch_stats") or {}}
+        manager.close()
+    raise ConfigError(
+        f"--init_from {run_dir!r} holds no checkpoint (no checkpoints/best or checkpoints/latest "
+        f"with a step); point it at the run directory of a trained run."
+    )
+
+
 def remove_checkpoints(directory: str) -> None:
     """Deletes a run's checkpoints (for `--restart`)."""
     shutil.rmtree(directory, ignore_errors=True)

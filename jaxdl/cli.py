@@ -45,6 +45,10 @@ _HELP = {
     "lr_decay": "exponential: the final learning rate as a fraction of --lr; plateau: the "
     "factor of each reduction",
     "plateau_patience": "plateau: epochs without a better validation loss before a reduction",
+    "init_from": "start from this run directory's trained weights (every layer of the same "
+    "name and shape; the rest, such as a head for other classes, starts fresh)",
+    "freeze": "a regular expression over parameter paths (e.g. 'BasicBlock|ConvBN'): the "
+    "parameters it matches are not trained",
     "momentum": "momentum for momentum / nesterov",
     "weight_decay": "weight decay coefficient (kernels only)",
     "weight_decay_mode": "l2 (in the loss) or decoupled (AdamW-style) (default: decoupled for "

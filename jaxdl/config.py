@@ -49,6 +49,8 @@ class TrainConfig:
     clip_grad_norm: float = 0.0
     lr_decay: float = 0.1
     plateau_patience: int = 2
+    init_from: str | None = None
+    freeze: str | None = None
     val_size: int = 5000
     crop_padding: int = 0
     flip: bool = False
@@ -82,6 +84,7 @@ class TrainConfig:
             clip_grad_norm=self.clip_grad_norm,
             lr_decay=self.lr_decay,
             plateau_patience=self.plateau_patience,
+            freeze=self.freeze,
         )
 
     def validate(self) -> None:

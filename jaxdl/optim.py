@@ -12,6 +12,11 @@ Weight decay comes in two forms, and the difference matters for adaptive optimiz
 
 Only kernels (weights) are decayed; biases and BatchNorm parameters are not.
 
+`freeze`, a regular expression, keeps every parameter whose path ("Dense_0/kernel",
+"BasicBlock_3/ConvBN_0/Conv_0/conv/kernel") it matches where it is (`optax.multi_transform`
+with `optax.set_to_zero` for those): fine-tuning only a head. BatchNorm's running statistics
+are not parameters and still follow the data in training.
+
 `clip_grad_norm` > 0 rescales each step's gradients to at most that global L2 norm
 (`optax.clip_by_global_norm`, Pascanu et al. 2013), before the optimizer sees them: recurrent
 nets need it against exploding gradients.
@@ -20,6 +25,7 @@ nets need it against exploding gradients.
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -63,6 +69,7 @@ class OptimizerConfig:
     clip_grad_norm: float = 0.0  # > 0: gradients rescaled to at most this global norm
     lr_decay: float = 0.1
     plateau_patience: int = 2
+    freeze: str | None = None  # a regular expression over parameter paths: not trained
 
     def resolved_weight_decay_mode(self) -> str:
         if self.name == "adamw":
@@ -86,6 +93,13 @@ class OptimizerConfig:
             raise ConfigError(f"learning rate must be positive, got --lr {self.lr}.")
         if not 0 < self.lr_decay < 1:
             raise ConfigError(f"--lr_decay must be in (0, 1), got {self.lr_decay}.")
+        if self.freeze is not None:
+            try:
+                re.compile(self.freeze)
+            except re.error as error:
+                raise ConfigError(
+                    f"--freeze {self.freeze!r} is not a regular expression ({error})."
+                ) from None
         if self.plateau_patience < 1:
             raise ConfigError(
                 f"--plateau_patience must be at least 1 epoch, got {self.plateau_patience}."
@@ -162,7 +176,26 @@ def create_optimizer(
     parts.append(optax.scale_by_learning_rate(learning_rate_fn))
     if config.schedule == "plateau":
         parts.append(scale_by_plateau(config.lr_decay, config.plateau_patience))
-    return optax.chain(*parts), learning_rate_fn
+    tx = optax.chain(*parts)
+    if config.freeze:
+        tx = optax.multi_transform(
+            {"train": tx, "frozen": optax.set_to_zero()},
+            lambda params: frozen_labels(params, config.freeze),
+        )
+    return tx, learning_rate_fn
+
+
+def parameter_path(path) -> str:
+    """A parameter's path as text: "BasicBlock_0/ConvBN_0/Conv_0/conv/kernel"."""
+    return "/".join(str(getattr(key, "key", key)) for key in path)
+
+
+def frozen_labels(params, pattern: str):
+    """The tree of "frozen" (path matches `pattern`, `re.search`) or "train" labels."""
+    regex = re.compile(pattern)
+    return jax.tree_util.tree_map_with_path(
+        lambda path, _: "frozen" if regex.search(parameter_path(path)) else "train", params
+    )
 
 
 class PlateauState(NamedTuple):

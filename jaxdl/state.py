@@ -51,6 +51,28 @@ def create_train_state(
     )
 
 
+def graft(fresh: Any, trained: Any) -> tuple[Any, list[str], list[str]]:
+    """`fresh` (a nested dict of arrays: params or batch_stats) with every entry that `trained`
+    has at the same path and with the same shape replaced by the trained one; returns it with
+    the paths taken over and the paths left fresh ("Dense_0/kernel", ...)."""
+    flat_trained = {
+        "/".join(str(getattr(k, "key", k)) for k in path): leaf
+        for path, leaf in jax.tree_util.tree_leaves_with_path(trained)
+    }
+    taken, left = [], []
+
+    def pick(path, leaf):
+        name = "/".join(str(getattr(k, "key", k)) for k in path)
+        source = flat_trained.get(name)
+        if source is not None and tuple(source.shape) == tuple(leaf.shape):
+            taken.append(name)
+            return jnp.asarray(source, leaf.dtype)
+        left.append(name)
+        return leaf
+
+    return jax.tree_util.tree_map_with_path(pick, fresh), taken, left
+
+
 def model_variables(state: Any) -> dict[str, Any]:
     """The variables `state.apply_fn` takes: `{"params"}`, with `"batch_stats"` where the
     model has BatchNorm statistics."""

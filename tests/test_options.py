@@ -310,6 +310,8 @@ FIELD_EFFECTS = {
     "optimizer": ({}, {"optimizer": "sgd"}, _loss),
     "schedule": ({}, {"schedule": "constant"}, lambda o: o.history[0]["learning_rate"]),
     "warmup_epochs": ({"epochs": 2}, {"warmup_epochs": 0.5}, lambda o: o.history[0]["learning_rate"]),
+    "init_from": ({}, {"init_from": "/nonexistent/run"}, lambda o: o.error),
+    "freeze": ({}, {"freeze": "Dense_0"}, _loss),
     "lr_decay": ({"schedule": "exponential"}, {"lr_decay": 0.5}, lambda o: o.history[0]["learning_rate"]),
     "plateau_patience": ({"schedule": "plateau", "epochs": 3, "lr": 1e-12}, {"plateau_patience": 1}, lambda o: "reduce on plateau" in o.stdout),
     "momentum": ({"optimizer": "momentum"}, {"momentum": 0.5}, _loss),
