@@ -174,7 +174,7 @@ def parser(
 
 
 def _type_of(name: str, default) -> Callable:
-    if name in ("data_dir", "weight_decay_mode", "layers"):
+    if name in ("data_dir", "weight_decay_mode", "layers", "init_from", "freeze"):
         return str
     if name in ("early_stopping_patience", "train_limit", "test_limit"):
         return int

@@ -58,6 +58,8 @@ PROBES = {
     "activations": "tanh",
     "compare": "no_such_run",  # refused: a run directory to compare must hold a finished run
     "judge": "another_judge_run",
+    "init_from": "a_trained_run",
+    "freeze": "Dense",
     "prompt": "class ",
     "text_root": "other_sources",
     "models": "resnet32",

@@ -133,9 +133,12 @@ class GenerativeAdversarial(Classification):
     epoch_samples: int = 2_000
     selection = Selection("val_inception_score", "max", fallback=None)
     # no classes to predict, smooth labels for or mirror; the budget would need each
-    # player's optimizer re-planned: the GAN trains for --epochs
+    # player's optimizer re-planned: the GAN trains for --epochs; its two networks start
+    # fresh and train whole (no --init_from, no --freeze)
     unsupported = frozenset(
         {
+            "init_from",
+            "freeze",
             "flip_tta",
             "save_predictions",
             "crop_padding",
