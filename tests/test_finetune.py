@@ -76,3 +76,18 @@ def test_a_run_starts_from_another_runs_weights_and_trains_only_what_is_not_froz
     )
     with pytest.raises(ConfigError, match="holds no checkpoint"):
         trained_weights(str(tmp_path / "nothing_here"))
+
+
+def test_a_class_subset_is_relabelled_in_the_given_order():
+    from jaxdl.data.sources import ArrayDataset
+    from jaxdl.tasks.subset import keep_classes
+
+    labels = np.array([0, 3, 5, 3, 9, 5, 5], np.int32)
+    split = ArrayDataset(
+        np.arange(7)[:, None, None, None].astype(np.uint8), labels, tuple("abcdefghij")
+    )
+    cats_dogs = keep_classes(split, (5, 3))
+    np.testing.assert_array_equal(cats_dogs.images[:, 0, 0, 0], [1, 2, 3, 5, 6])
+    np.testing.assert_array_equal(cats_dogs.labels, [1, 0, 1, 0, 0])
+    assert cats_dogs.class_names == ("f", "d")
+    assert len(keep_classes(split, (5, 3), limit=2)) == 2
