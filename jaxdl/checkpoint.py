@@ -157,7 +157,7 @@ def trained_weights(run_dir: str) -> dict[str, Any]:
     """`{"params", "batch_stats"}` (host arrays) of another run's best checkpoint, else its
     latest: the weights `--init_from` starts a run from. One sentence if there are none."""
     for kind in ("best", "latest"):
-        directory = os.path.join(run_dir, "checkpoints", kind)
+        directory = os.path.join(os.path.abspath(run_dir), "checkpoints", kind)  # Orbax: absolute
         if not os.path.isdir(directory):
             continue
         manager = ocp.CheckpointManager(directory, item_names=("state", "meta"))

@@ -78,6 +78,12 @@ def test_a_run_starts_from_another_runs_weights_and_trains_only_what_is_not_froz
         trained_weights(str(tmp_path / "nothing_here"))
 
 
+def test_init_from_takes_a_relative_run_directory(tmp_path, data_dir, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    train_and_evaluate(dataclasses.replace(TINY, workdir="runs/source", data_dir=data_dir))
+    assert set(trained_weights("runs/source")["params"]) == {"Dense_0", "Dense_1"}
+
+
 def test_a_class_subset_is_relabelled_in_the_given_order():
     from jaxdl.data.sources import ArrayDataset
     from jaxdl.tasks.subset import keep_classes
