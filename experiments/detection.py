@@ -32,30 +32,26 @@ from jaxdl.tasks.detection import Detection, Localisation
 from jaxdl.train import train_and_evaluate
 
 TASKS = {"detect": Detection, "localise": Localisation}
+DETECT = TrainConfig(
+    dataset="mnist",
+    model="centernet",
+    epochs=16,
+    batch_size=64,
+    eval_batch_size=250,
+    lr=2e-3,
+    optimizer="adamw",
+    weight_decay=1e-4,
+    schedule="warmup_cosine",
+    workdir="runs/detection",
+)
 DEFAULTS = {
-    "detect": TrainConfig(
-        dataset="mnist",
-        model="centernet",
-        epochs=16,
-        batch_size=64,
-        eval_batch_size=250,
-        lr=2e-3,
-        optimizer="adamw",
-        weight_decay=1e-4,
-        schedule="warmup_cosine",
-        workdir="runs/detection",
-    ),
-    "localise": TrainConfig(
-        dataset="mnist",
+    "detect": DETECT,
+    # the same optimizer and schedule; a zoo classifier with four box outputs, fewer epochs
+    "localise": dataclasses.replace(
+        DETECT,
         model="vgg_small",
         model_options={"batch_norm": True},
         epochs=10,
-        batch_size=64,
-        eval_batch_size=250,
-        lr=2e-3,
-        optimizer="adamw",
-        weight_decay=1e-4,
-        schedule="warmup_cosine",
         workdir="runs/localisation",
     ),
 }

@@ -116,10 +116,10 @@ def main(argv: list[str] | None = None) -> dict:
                 workdir=os.path.join(base.workdir, f"{name}_lr{lr:g}"),
             )
             result = train_and_evaluate(config)
-            history = RunDir(config.workdir).read_metrics()
-            trials.append((history[-1].get("val_loss", np.inf), lr, config.workdir, result))
+            last = RunDir(config.workdir).read_metrics()[-1]
+            trials.append((last.get("val_loss", np.inf), lr, config.workdir, result, last))
             log(f"{name} lr {lr:g}: validation loss {trials[-1][0]:.4f}")
-        val_loss, lr, workdir, result = min(trials, key=lambda trial: trial[0])
+        val_loss, lr, workdir, result, last = min(trials, key=lambda trial: trial[0])
         table = smoothed(RunDir(workdir).read_step_metrics("loss"))
         curves[f"{name} {lr:g}"] = table
         step, seconds = first_below(table, args.target_loss)
@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> dict:
                 "optimizer": name,
                 "lr": lr,
                 "val_loss": val_loss,
-                "val_accuracy": RunDir(workdir).read_metrics()[-1].get("val_accuracy"),
+                "val_accuracy": last.get("val_accuracy"),
                 "test_accuracy": result["test_accuracy"],
                 "steps_to_target": step,
                 "seconds_to_target": seconds,
