@@ -68,6 +68,16 @@ def classify_hlo(hlo_text: str) -> dict[str, str]:
                     classes[name] = "convolution (input gradient)"
                 else:
                     classes[name] = "convolution (forward)"
+            elif opcode == "custom-call":
+                target = re.search(r'custom_call_target="(\w+)"', line)
+                target = target.group(1) if target else ""
+                if target.startswith("jaxdl_conv_"):
+                    classes[name] = f"oneDNN convolution ({target[len('jaxdl_conv_') :]})"
+                elif target.startswith("jaxdl_batch_norm_"):
+                    kind = "backward" if "backward" in target else "forward"
+                    classes[name] = f"fused BatchNorm {kind} (+ add, ReLU)"
+                else:
+                    classes[name] = f"other custom call ({target})"
             elif opcode in ("copy", "transpose"):
                 classes[name] = "copy / transpose"
             elif opcode in ("reduce", "reduce-window", "select-and-scatter"):

@@ -9,7 +9,9 @@ For each model (batch 128, airbench94 at its recipe's 1024; float32, SGD with Ne
 lr 0.1, weight decay 5e-4 as an L2 term, cross-entropy) it builds jaxdl's jitted `train_step` /
 `eval_step` (default layers: oneDNN where built; the XLA:CPU "fast" and flax's plain layers for
 reference) and the same network in PyTorch in four settings: eager or `torch.compile`, NCHW or
-channels_last. Every candidate is warmed up first (compile time reported apart), then the
+channels_last. Every candidate is warmed up first (compile time reported apart, then
+`--warmup_steps` untimed steps per phase: the first steps of a process grow its allocator's
+heap, a page fault per new page), then the
 candidates are timed in turn, repeat after repeat, so that the shared machine's drifts fall on all
 of them alike; each figure is the median (min–max) of `--repeats` timings of `--steps` steps,
 blocked on the result. It also measures an f32 matmul's GFLOP/s as the machine's practical peak
@@ -344,6 +346,8 @@ def measure(model_name: str, args, names: tuple[str, ...]) -> dict:
         trains.append(train)
         evals.append(evaluate)
     for phase, candidates in (("train", trains), ("eval", evals)):
+        for candidate in candidates:  # steady state: allocators' heaps and caches grown
+            candidate.run(args.warmup_steps)
         for _ in range(args.repeats):
             for candidate in candidates:
                 candidate.time(args.steps)
@@ -429,6 +433,7 @@ def run_child(model_name: str, name: str, args) -> dict:
     return child_result(
         "benchmarks.train_throughput", name, "--child", name, "--models", model_name,
         "--repeats", str(args.repeats), "--steps", str(args.steps), "--threads", str(args.threads),
+        "--warmup_steps", str(args.warmup_steps),
     )  # fmt: skip
 
 
@@ -438,6 +443,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--steps", type=int, default=3, help="steps per timing")
     parser.add_argument("--threads", type=int, default=2, help="PyTorch intra-op threads")
+    parser.add_argument(
+        "--warmup_steps", type=int, default=10, help="untimed steps per candidate and phase"
+    )
     parser.add_argument("--no_plain", action="store_true", help="skip jaxdl's plain layers")
     parser.add_argument("--no_fast", action="store_true", help="skip jaxdl's XLA:CPU layers")
     parser.add_argument(

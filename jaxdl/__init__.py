@@ -5,8 +5,11 @@ Models are pure Flax Linen modules, one training step is one pure jitted functio
 """
 
 from jaxdl.distributed.xla_flags import apply_default_flags
+from jaxdl.host_memory import keep_freed_memory
 
-# Before anything imports jax's backend: the flags only take effect when XLA starts.
+# Before anything imports jax's backend: the flags only take effect when XLA starts, and the
+# allocator settings only for threads that have not allocated yet.
 apply_default_flags()
+keep_freed_memory()
 
 __version__ = "0.1.0"

@@ -49,7 +49,7 @@ class DenseNet(nn.Module):
             x = DenseBlock(layers, self.growth, self.bn_size, self.dropout_rate, **common)(x, train)
             if index < len(self.block_sizes) - 1:
                 x = Transition(int(x.shape[-1] * self.compression), **common)(x, train)
-        x = nn.relu(BatchNorm(**common)(x, train))
+        x = BatchNorm(**common)(x, train, relu=True)
         return nn.Dense(self.num_classes, dtype=self.dtype)(jnp.mean(x, axis=(1, 2)))
 
 

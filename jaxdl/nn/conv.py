@@ -10,11 +10,14 @@ Three implementations sit behind them:
 - "fast": the same layers and parameters with the convolution's weight gradient and
   BatchNorm's statistics written for XLA:CPU (`jaxdl.ops.fast_cpu` says why and how much);
 - "onednn": "fast" with the convolutions on oneDNN's kernels through XLA's FFI
-  (`jaxdl.ops.onednn`), falling back to "fast" (and saying so) where the library is missing.
+  (`jaxdl.ops.onednn`) and training-mode BatchNorm, with the residual add and ReLU after it, on
+  jaxdl's fused kernels (`jaxdl.ops.onednn.batch_norm`), falling back to "fast" (and saying
+  so) where the library is missing.
 
 The default, "auto", on the CPU backend for float32 layers, runs each pass of each
 convolution on the faster of oneDNN and XLA for its shape, timed once per machine
-(`jaxdl.ops.onednn.tuning`), or is "fast" when the library did not load; it is "plain"
+(`jaxdl.ops.onednn.tuning`), and BatchNorm as "onednn" does, or is "fast" when the library did
+not load; it is "plain"
 everywhere else (GPU, TPU, bfloat16, BatchNorm synchronised across devices).
 
 The choice is a field of every layer and model (`layers`), set once when the model is created
@@ -34,6 +37,7 @@ import jax.numpy as jnp
 from jaxdl.errors import ConfigError
 from jaxdl.nn.activations import activation
 from jaxdl.ops import fast_cpu, onednn
+from jaxdl.ops.onednn import batch_norm as onednn_batch_norm
 from jaxdl.ops.onednn import tuning
 
 LAYER_IMPLS = ("auto", "onednn", "fast", "plain")
@@ -70,6 +74,13 @@ def conv_function(layers: str, dtype: Any) -> Callable:
     if impl == "auto" and onednn.available():
         return tuning.conv_general_dilated
     return fast_cpu.conv_general_dilated
+
+
+def fused_batch_norm(layers: str, dtype: Any) -> bool:
+    """Whether a training-mode `BatchNorm` with implementation `layers` and this dtype runs on
+    the fused kernels (`jaxdl.ops.onednn.batch_norm`; see the module docstring)."""
+    impl = check_layer_impl(layers)
+    return impl in ("auto", "onednn") and use_fast_path(impl, dtype) and onednn.available()
 
 
 # He et al. 2015 "fan_out" normal init for ReLU convolutions, as torchvision's ResNet uses.
@@ -132,6 +143,11 @@ class Conv(nn.Module):
         )(x)
 
 
+def _add_relu(y: jax.Array, residual: jax.Array | None, relu: bool) -> jax.Array:
+    y = y if residual is None else y + residual
+    return nn.relu(y) if relu else y
+
+
 class BatchNorm(nn.Module):
     """Batch normalisation over N, H, W of NHWC input (or N of [B, F]).
 
@@ -139,6 +155,10 @@ class BatchNorm(nn.Module):
     averages in the `batch_stats` collection; under `jax.pmap` with `axis_name` set, the batch
     statistics are averaged across devices so every replica normalises alike. `scale_init`
     zeros gives the zero-init residual trick (Goyal et al. 2017).
+
+    `residual` (shaped like x) is added after the normalisation and `relu` applies a ReLU
+    last: relu(BatchNorm(x) + residual), the end of a ResNet block, which the "onednn" layers
+    compute in one fused kernel.
     """
 
     momentum: float = 0.9
@@ -149,7 +169,13 @@ class BatchNorm(nn.Module):
     layers: str = "auto"
 
     @nn.compact
-    def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+    def __call__(
+        self,
+        x: jax.Array,
+        train: bool,
+        residual: jax.Array | None = None,
+        relu: bool = False,
+    ) -> jax.Array:
         if use_fast_path(
             self.layers, self.dtype, cross_device=train and self.axis_name is not None
         ):
@@ -158,9 +184,10 @@ class BatchNorm(nn.Module):
                 momentum=self.momentum,
                 epsilon=self.epsilon,
                 scale_init=self.scale_init,
+                fused=fused_batch_norm(self.layers, self.dtype),
                 name="bn",
-            )(x)
-        return nn.BatchNorm(
+            )(x, residual, relu)
+        y = nn.BatchNorm(
             use_running_average=not train,
             momentum=self.momentum,
             epsilon=self.epsilon,
@@ -169,20 +196,25 @@ class BatchNorm(nn.Module):
             dtype=self.dtype,
             name="bn",
         )(x)
+        return _add_relu(y, residual, relu)
 
 
 class FastBatchNorm(nn.Module):
     """`flax.linen.BatchNorm` over the last axis (same variables: params `scale`, `bias`;
-    batch_stats `mean`, `var`, the biased batch variance, as flax keeps it) computed by
-    `fast_cpu.batch_norm_train`; float32 and one device only."""
+    batch_stats `mean`, `var`, the biased batch variance, as flax keeps it), followed by the
+    optional residual add and ReLU, computed by `fast_cpu.batch_norm_train` or, `fused`, by
+    the fused kernels of `jaxdl.ops.onednn.batch_norm`; float32 and one device only."""
 
     use_running_average: bool
     momentum: float = 0.9
     epsilon: float = 1e-5
     scale_init: Callable = nn.initializers.ones
+    fused: bool = False
 
     @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
+    def __call__(
+        self, x: jax.Array, residual: jax.Array | None = None, relu: bool = False
+    ) -> jax.Array:
         features = x.shape[-1]
         scale = self.param("scale", self.scale_init, (features,))
         bias = self.param("bias", nn.initializers.zeros, (features,))
@@ -190,8 +222,14 @@ class FastBatchNorm(nn.Module):
         ra_var = self.variable("batch_stats", "var", lambda: jnp.ones((features,)))
         if self.use_running_average:
             a = scale * jax.lax.rsqrt(ra_var.value + self.epsilon)
-            return x * a + (bias - ra_mean.value * a)
-        y, mean, var = fast_cpu.batch_norm_train(x, scale, bias, self.epsilon)
+            return _add_relu(x * a + (bias - ra_mean.value * a), residual, relu)
+        if self.fused:
+            y, mean, var = onednn_batch_norm.batch_norm_train(
+                x, scale, bias, residual, self.epsilon, relu
+            )
+        else:
+            y, mean, var = fast_cpu.batch_norm_train(x, scale, bias, self.epsilon)
+            y = _add_relu(y, residual, relu)
         if not self.is_initializing():
             ra_mean.value = self.momentum * ra_mean.value + (1 - self.momentum) * mean
             ra_var.value = self.momentum * ra_var.value + (1 - self.momentum) * var
@@ -199,7 +237,9 @@ class FastBatchNorm(nn.Module):
 
 
 class ConvBN(nn.Module):
-    """Conv (no bias) -> BatchNorm -> activation; `act` "identity" leaves it linear."""
+    """Conv (no bias) -> BatchNorm -> (+ residual) -> activation; `act` "identity" leaves it
+    linear. `residual`, shaped like the output, is a ResNet block's shortcut: with `act` "relu"
+    the normalisation, add and ReLU are one `BatchNorm` call (one fused kernel on "onednn")."""
 
     features: int
     kernel_size: int | Sequence[int] = 3
@@ -214,7 +254,7 @@ class ConvBN(nn.Module):
     layers: str = "auto"
 
     @nn.compact
-    def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+    def __call__(self, x: jax.Array, train: bool, residual: jax.Array | None = None) -> jax.Array:
         x = Conv(
             self.features,
             self.kernel_size,
@@ -226,13 +266,14 @@ class ConvBN(nn.Module):
             dtype=self.dtype,
             layers=self.layers,
         )(x)
+        relu = self.act == "relu"
         x = BatchNorm(
             axis_name=self.axis_name,
             scale_init=self.bn_scale_init,
             dtype=self.dtype,
             layers=self.layers,
-        )(x, train)
-        return activation(self.act)(x)
+        )(x, train, residual, relu)
+        return x if relu else activation(self.act)(x)
 
 
 def transpose_padding(kernel: int, stride: int, padding: str) -> tuple[int, int]:

@@ -30,9 +30,9 @@ class DenseLayer(nn.Module):
         bn = lambda: BatchNorm(axis_name=self.axis_name, dtype=self.dtype, layers=self.layers)
         y = Conv(
             self.bn_size * self.growth, 1, use_bias=False, dtype=self.dtype, layers=self.layers
-        )(nn.relu(bn()(x, train)))
+        )(bn()(x, train, relu=True))
         y = Conv(self.growth, 3, use_bias=False, dtype=self.dtype, layers=self.layers)(
-            nn.relu(bn()(y, train))
+            bn()(y, train, relu=True)
         )
         if self.dropout_rate:
             y = Dropout(self.dropout_rate, deterministic=not train, axis_name=self.axis_name)(y)

@@ -48,14 +48,19 @@ class BasicBlock(nn.Module):
         )
         d = self.dilation
         y = conv_bn(self.features, 3, self.strides, "relu", dilation=d)(x, train)
-        last_scale = nn.initializers.zeros if self.zero_init_residual else nn.initializers.ones
-        y = conv_bn(self.features, 3, 1, "identity", bn_scale_init=last_scale, dilation=d)(y, train)
+        shortcut = x
         if self.strides != 1 or x.shape[-1] != self.features:
             if self.shortcut == "pad":
-                x = pad_shortcut(x, self.features, self.strides)
+                shortcut = pad_shortcut(x, self.features, self.strides)
             else:
-                x = conv_bn(self.features, 1, self.strides, "identity", name="downsample")(x, train)
-        return nn.relu(x + y)
+                shortcut = conv_bn(self.features, 1, self.strides, "identity", name="downsample")(
+                    x, train
+                )
+        last_scale = nn.initializers.zeros if self.zero_init_residual else nn.initializers.ones
+        # relu(BN(conv(y)) + shortcut): one fused BatchNorm call
+        return conv_bn(self.features, 3, 1, "relu", bn_scale_init=last_scale, dilation=d)(
+            y, train, shortcut
+        )
 
 
 class Bottleneck(nn.Module):
@@ -83,11 +88,12 @@ class Bottleneck(nn.Module):
         out = self.features * self.expansion
         y = conv_bn(width, 1, 1, "relu")(x, train)
         y = conv_bn(width, 3, self.strides, "relu", groups=self.groups)(y, train)
-        last_scale = nn.initializers.zeros if self.zero_init_residual else nn.initializers.ones
-        y = conv_bn(out, 1, 1, "identity", bn_scale_init=last_scale)(y, train)
+        shortcut = x
         if self.strides != 1 or x.shape[-1] != out:
-            x = conv_bn(out, 1, self.strides, "identity", name="downsample")(x, train)
-        return nn.relu(x + y)
+            shortcut = conv_bn(out, 1, self.strides, "identity", name="downsample")(x, train)
+        last_scale = nn.initializers.zeros if self.zero_init_residual else nn.initializers.ones
+        # relu(BN(conv(y)) + shortcut): one fused BatchNorm call
+        return conv_bn(out, 1, 1, "relu", bn_scale_init=last_scale)(y, train, shortcut)
 
 
 class PreActBlock(nn.Module):
@@ -105,11 +111,11 @@ class PreActBlock(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array, train: bool) -> jax.Array:
         bn = lambda: BatchNorm(axis_name=self.axis_name, dtype=self.dtype, layers=self.layers)
-        pre = nn.relu(bn()(x, train))
+        pre = bn()(x, train, relu=True)
         y = Conv(
             self.features, 3, self.strides, use_bias=False, dtype=self.dtype, layers=self.layers
         )(pre)
-        y = nn.relu(bn()(y, train))
+        y = bn()(y, train, relu=True)
         if self.dropout_rate:
             y = Dropout(self.dropout_rate, deterministic=not train, axis_name=self.axis_name)(y)
         y = Conv(self.features, 3, 1, use_bias=False, dtype=self.dtype, layers=self.layers)(y)

@@ -10,6 +10,9 @@ every convolution when the library is missing goes to `jaxdl.ops.fast_cpu`, XLA'
 Why: XLA:CPU's convolutions are Eigen's, 1.2-3.2x slower per pass than oneDNN's on ResNet
 shapes (BENCHMARKS.md), and PyTorch's CPU convolutions are oneDNN's.
 
+The same library holds jaxdl's fused training-mode BatchNorm (+ residual add + ReLU) kernels,
+`batch_norm.cc`, called through `jaxdl.ops.onednn.batch_norm`.
+
 The library is built by `make install` (`python -m jaxdl.ops.onednn.build`); `python -m
 jaxdl.ops.onednn` prints whether it loaded, and why not. `JAXDL_ONEDNN=0` turns it off;
 `JAXDL_ONEDNN_LIBRARY` loads another build. When it cannot load, jaxdl says so in one line
@@ -43,6 +46,13 @@ TARGETS = {
     "jaxdl_conv_forward": "JaxdlConvForward",
     "jaxdl_conv_backward_data": "JaxdlConvBackwardData",
     "jaxdl_conv_backward_weights": "JaxdlConvBackwardWeights",
+    # BatchNorm fused with its residual add and ReLU (batch_norm.cc; `jaxdl.ops.onednn.batch_norm`)
+    "jaxdl_batch_norm_forward": "JaxdlBatchNormForward",
+    "jaxdl_batch_norm_forward_add": "JaxdlBatchNormForwardAdd",
+    "jaxdl_batch_norm_backward": "JaxdlBatchNormBackward",
+    "jaxdl_batch_norm_backward_relu": "JaxdlBatchNormBackwardRelu",
+    "jaxdl_batch_norm_backward_add": "JaxdlBatchNormBackwardAdd",
+    "jaxdl_batch_norm_backward_relu_add": "JaxdlBatchNormBackwardReluAdd",
 }
 PASSES = ("forward", "backward_data", "backward_weights")
 

@@ -4,7 +4,8 @@
 
 Prints the JAX backend, whether the oneDNN kernels loaded (or why not), oneDNN's version, the
 instruction set it dispatches to and the kernel it picks for a ResNet-20 convolution, what
-`--layers auto` means on this machine, and where the per-shape choices are cached.
+`--layers auto` means on this machine for convolutions and BatchNorm, where the per-shape
+choices are cached, and how host memory is managed (`jaxdl.host_memory`).
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ def main() -> None:
     import jax
     import jax.numpy as jnp
 
-    from jaxdl.nn.conv import conv_function
+    from jaxdl import host_memory
+    from jaxdl.nn.conv import conv_function, fused_batch_norm
     from jaxdl.ops import fast_cpu, onednn
     from jaxdl.ops.onednn import tuning
 
@@ -26,7 +28,7 @@ def main() -> None:
     print(
         f"backend: {jax.default_backend()} ({jax.devices()[0].device_kind}), jax {jax.__version__}"
     )
-    print(f"CPU: {tuning.cpu_model()}, {os.cpu_count()} cores")
+    print(f"CPU: {tuning.cpu_identity()}, {os.cpu_count()} cores")
     print(f"oneDNN: {status.line()}")
     if status.available:
         spec = onednn.ConvSpec((1, 1), (1, 1, 1, 1), (1, 1), 1)
@@ -44,9 +46,15 @@ def main() -> None:
     else:
         meaning = "flax's plain layers on XLA"
     print(f"--layers auto, float32: {meaning}")
+    if fused_batch_norm("auto", jnp.float32):
+        norm = "jaxdl's fused kernels (BatchNorm + residual add + ReLU, batch_norm.cc)"
+    else:
+        norm = "XLA (jaxdl.ops.fast_cpu.batch_norm_train)"
+    print(f"--layers auto, float32, training BatchNorm: {norm}")
     if status.available:
         shapes = len(tuning.cached_choices())
         print(f"per-shape choices: {tuning.cache_file()} ({shapes} shapes for this machine)")
+    print(f"host memory: {host_memory.describe()}")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""Builds jaxdl's oneDNN kernels (`conv.cc`) into a shared library; `make install` runs this.
+"""Builds jaxdl's CPU kernels (`conv.cc`: oneDNN's convolutions; `batch_norm.cc`: BatchNorm
+fused with its residual add and ReLU) into one shared library; `make install` runs this.
 
     python -m jaxdl.ops.onednn.build [--force]
 
@@ -24,11 +25,12 @@ import sys
 import tempfile
 from pathlib import Path
 
-SOURCE = Path(__file__).with_name("conv.cc")
+SOURCES = tuple(Path(__file__).with_name(name) for name in ("conv.cc", "batch_norm.cc"))
 BUILD_DIR = Path(__file__).with_name("_build")
 LIBRARY = BUILD_DIR / "libjaxdl_onednn.so"
 STAMP = BUILD_DIR / "build.stamp"
-FLAGS = ("-O2", "-std=c++17", "-fPIC", "-shared", "-w")
+# -O3 for the loop vectoriser (batch_norm.cc); OpenMP is the GNU runtime oneDNN's wheel uses.
+FLAGS = ("-O3", "-std=c++17", "-fPIC", "-shared", "-fopenmp", "-w")
 
 
 class BuildError(Exception):
@@ -72,7 +74,7 @@ def command(output: Path) -> list[str]:
         *FLAGS,
         f"-I{jax.ffi.include_dir()}",
         f"-I{prefix / 'include'}",
-        str(SOURCE),
+        *(str(source) for source in SOURCES),
         "-o",
         str(output),
         f"-L{prefix / 'lib'}",
@@ -82,11 +84,13 @@ def command(output: Path) -> list[str]:
 
 
 def fingerprint(cmd: list[str]) -> str:
-    """What the library depends on: the source, the command, the compiler's and jaxlib's
+    """What the library depends on: the sources, the command, the compiler's and jaxlib's
     versions and oneDNN's library file."""
     import jaxlib
 
-    digest = hashlib.sha256(SOURCE.read_bytes())
+    digest = hashlib.sha256()
+    for source in SOURCES:
+        digest.update(source.read_bytes())
     digest.update("\0".join(cmd).encode())
     version = subprocess.run([cmd[0], "--version"], capture_output=True, text=True).stdout
     digest.update(version.encode())
@@ -115,7 +119,8 @@ def build(force: bool = False) -> tuple[bool, str]:
         result = subprocess.run(command(partial), capture_output=True, text=True)
         if result.returncode != 0:
             first = (result.stderr.strip().splitlines() or ["(no output)"])[0]
-            raise BuildError(f"compiling {SOURCE.name} failed: {first}")
+            names = " and ".join(source.name for source in SOURCES)
+            raise BuildError(f"compiling {names} failed: {first}")
         os.replace(partial, LIBRARY)
     STAMP.write_text(stamp)
     return True, f"jaxdl: built oneDNN kernels {LIBRARY}"

@@ -1,0 +1,68 @@
+"""Keeps freed host memory in the process, so XLA:CPU does not fault in its buffers every step.
+
+XLA:CPU allocates each execution's temporary buffer with `malloc` on one of its worker threads
+and frees it when the execution ends: ResNet-20's train step at batch 128 asks for 201 MB.
+glibc serves a request that large from a fresh `mmap` (a worker thread's arena cannot hold
+more than 64 MB) and returns it with `munmap`, so every step touches 49,000 new pages, each
+a page fault and a zeroing by the kernel: 49k faults and ~60 ms of a ~215 ms step, measured
+here (`benchmarks.host_memory`; BENCHMARKS.md). PyTorch's CPU allocator hands out one
+tensor at a time, small enough for glibc to recycle; XLA's one big block is not.
+
+`keep_freed_memory()` tells glibc (`mallopt`) to use one arena for every thread, never to
+`mmap` an allocation, and to give freed heap memory back to the kernel only past 2 GiB: the
+next step's temporary buffer then reuses the pages of the last one, and the faults are gone
+(0 a step after the first). The price is that the process keeps its peak heap size until it
+exits, as a caching allocator does.
+
+`jaxdl` calls it when imported, before JAX starts its worker threads (a thread keeps the
+arena it first allocated from). It does nothing off glibc (macOS, musl) and when
+`JAXDL_KEEP_HOST_MEMORY=0`.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import platform
+
+# glibc's <malloc.h>
+M_TRIM_THRESHOLD = -1
+M_MMAP_MAX = -4
+M_ARENA_MAX = -8
+
+# The heap gives memory back only when this much is free at its top (mallopt takes an int):
+# more than any one step's temporaries here.
+TRIM_THRESHOLD = 2**31 - 1
+
+
+_state = {"line": "not set yet (import jaxdl first)"}
+
+
+def keep_freed_memory() -> bool:
+    """Sets glibc's allocator to recycle freed memory in-process (see the module docstring).
+    Returns whether it did; idempotent."""
+    if os.environ.get("JAXDL_KEEP_HOST_MEMORY", "1") == "0":
+        _state["line"] = "glibc's defaults (JAXDL_KEEP_HOST_MEMORY=0)"
+        return False
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        _state["line"] = f"the system allocator's defaults (not glibc: {platform.system()})"
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
+        settings = ((M_ARENA_MAX, 1), (M_MMAP_MAX, 0), (M_TRIM_THRESHOLD, TRIM_THRESHOLD))
+        done = all(libc.mallopt(option, value) == 1 for option, value in settings)
+    except (OSError, AttributeError) as error:
+        _state["line"] = f"glibc's defaults (mallopt failed: {error})"
+        return False
+    _state["line"] = (
+        "freed memory kept in-process (glibc: one arena, no mmap, trim past 2 GiB)"
+        if done
+        else "glibc's defaults (mallopt refused a setting)"
+    )
+    return done
+
+
+def describe() -> str:
+    """One line saying how host memory is managed in this process."""
+    return _state["line"]

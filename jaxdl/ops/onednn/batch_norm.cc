@@ -1,0 +1,354 @@
+// Training-mode BatchNorm over the last axis of a float32 array, fused with the residual add and
+// the ReLU that follow it in a ResNet block, as XLA FFI handlers:
+//
+//   forward:  y = relu?(x * a + b + residual?), a = scale / sqrt(var + eps), b = bias - mean * a
+//             with mean and (biased) var over every row of x viewed as [M, C]
+//   backward: g = dy * (y > 0 if relu), dbias = sum g, dscale = sum g * xhat,
+//             dx = a * (g - dbias / M - xhat * dscale / M), dresidual = g
+//
+// Why not XLA: on ResNet-20's train step the elementwise work around the convolutions (the
+// normalisation, its gradient, ReLU and the adds) took ~80 ms of a ~185 ms step, because XLA
+// reads and writes each activation several times (the statistics as dots over x and x * x,
+// the gradient's sums and its affine map as separate passes). Here the forward reads x twice
+// and writes y once; the backward reads dy, x (and y) twice and writes dx (and dresidual) once.
+//
+// Each pass splits the rows between OpenMP threads (the runtime oneDNN uses); the statistics
+// are summed in float32 over blocks of 64 rows, then in double. The loops are compiled for
+// AVX-512, AVX2 and baseline x86-64 (`target_clones`), the CPU picking one when loaded.
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <vector>
+
+#include "xla/ffi/api/ffi.h"
+
+namespace ffi = xla::ffi;
+
+namespace {
+
+#define JAXDL_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#define JAXDL_INLINE inline __attribute__((always_inline))
+
+constexpr int64_t kBlockRows = 64;  // rows summed in float32 before the double totals
+
+// This thread's share [begin, end) of `rows` rows, inside an OpenMP parallel region.
+void thread_rows(int64_t rows, int64_t* begin, int64_t* end) {
+  int64_t t = omp_get_thread_num(), count = omp_get_num_threads();
+  *begin = rows * t / count;
+  *end = rows * (t + 1) / count;
+}
+
+// Adds sum(u) and sum(u * v) over rows [begin, end) of [rows, c] arrays to `sum_u`, `sum_uv`,
+// where u = `a`, masked to zero where `mask` <= 0 when `mask` is given. With v == u, the
+// statistics of the forward pass; with u = dy and v = x, those of the backward pass.
+template <bool kMask>
+JAXDL_INLINE void sums_rows(const float* __restrict__ a, const float* __restrict__ v,
+                            const float* __restrict__ mask, int64_t begin, int64_t end, int64_t c,
+                            float* __restrict__ block_u, float* __restrict__ block_uv,
+                            double* __restrict__ sum_u, double* __restrict__ sum_uv) {
+  for (int64_t r0 = begin; r0 < end; r0 += kBlockRows) {
+    int64_t r1 = std::min(end, r0 + kBlockRows);
+    for (int64_t j = 0; j < c; ++j) block_u[j] = block_uv[j] = 0.0f;
+    for (int64_t r = r0; r < r1; ++r) {
+      const float* ar = a + r * c;
+      const float* vr = v + r * c;
+      const float* mr = mask + (kMask ? r * c : 0);
+      for (int64_t j = 0; j < c; ++j) {
+        float u = kMask ? (mr[j] > 0.0f ? ar[j] : 0.0f) : ar[j];
+        block_u[j] += u;
+        block_uv[j] += u * vr[j];
+      }
+    }
+    for (int64_t j = 0; j < c; ++j) {
+      sum_u[j] += block_u[j];
+      sum_uv[j] += block_uv[j];
+    }
+  }
+}
+
+JAXDL_CLONES void sums(const float* a, const float* v, const float* mask, int64_t begin,
+                       int64_t end, int64_t c, float* block_u, float* block_uv, double* sum_u,
+                       double* sum_uv) {
+  if (mask) {
+    sums_rows<true>(a, v, mask, begin, end, c, block_u, block_uv, sum_u, sum_uv);
+  } else {
+    sums_rows<false>(a, v, nullptr, begin, end, c, block_u, block_uv, sum_u, sum_uv);
+  }
+}
+
+// y = relu?(x * a + b + residual?) over rows [begin, end).
+template <bool kRelu, bool kResidual>
+JAXDL_INLINE void normalize_rows(const float* __restrict__ x, const float* __restrict__ residual,
+                                 const float* __restrict__ a, const float* __restrict__ b,
+                                 float* __restrict__ y, int64_t begin, int64_t end, int64_t c) {
+  for (int64_t r = begin; r < end; ++r) {
+    const float* xr = x + r * c;
+    const float* rr = residual + (kResidual ? r * c : 0);
+    float* yr = y + r * c;
+    for (int64_t j = 0; j < c; ++j) {
+      float out = xr[j] * a[j] + b[j];
+      if (kResidual) out += rr[j];
+      yr[j] = kRelu ? std::max(out, 0.0f) : out;
+    }
+  }
+}
+
+JAXDL_CLONES void normalize(const float* x, const float* residual, const float* a,
+                            const float* b, float* y, int64_t begin, int64_t end, int64_t c,
+                            bool relu) {
+  if (relu && residual) normalize_rows<true, true>(x, residual, a, b, y, begin, end, c);
+  if (relu && !residual) normalize_rows<true, false>(x, residual, a, b, y, begin, end, c);
+  if (!relu && residual) normalize_rows<false, true>(x, residual, a, b, y, begin, end, c);
+  if (!relu && !residual) normalize_rows<false, false>(x, residual, a, b, y, begin, end, c);
+}
+
+// dx = p * g + q * x + o and dresidual = g (when wanted), g = dy masked by y > 0 (when given).
+template <bool kMask, bool kResidual>
+JAXDL_INLINE void gradient_rows(const float* __restrict__ dy, const float* __restrict__ x,
+                                const float* __restrict__ y, const float* __restrict__ p,
+                                const float* __restrict__ q, const float* __restrict__ o,
+                                float* __restrict__ dx, float* __restrict__ dresidual,
+                                int64_t begin, int64_t end, int64_t c) {
+  for (int64_t r = begin; r < end; ++r) {
+    const float* dyr = dy + r * c;
+    const float* xr = x + r * c;
+    const float* yr = y + (kMask ? r * c : 0);
+    float* dxr = dx + r * c;
+    float* drr = dresidual + (kResidual ? r * c : 0);
+    for (int64_t j = 0; j < c; ++j) {
+      float g = kMask ? (yr[j] > 0.0f ? dyr[j] : 0.0f) : dyr[j];
+      dxr[j] = p[j] * g + q[j] * xr[j] + o[j];
+      if (kResidual) drr[j] = g;
+    }
+  }
+}
+
+JAXDL_CLONES void gradient(const float* dy, const float* x, const float* y, const float* p,
+                           const float* q, const float* o, float* dx, float* dresidual,
+                           int64_t begin, int64_t end, int64_t c) {
+  if (y && dresidual) gradient_rows<true, true>(dy, x, y, p, q, o, dx, dresidual, begin, end, c);
+  if (y && !dresidual) gradient_rows<true, false>(dy, x, y, p, q, o, dx, dresidual, begin, end, c);
+  if (!y && dresidual) gradient_rows<false, true>(dy, x, y, p, q, o, dx, dresidual, begin, end, c);
+  if (!y && !dresidual) {
+    gradient_rows<false, false>(dy, x, y, p, q, o, dx, dresidual, begin, end, c);
+  }
+}
+
+// The per-channel sums of (u, u * v) over all `rows`, threads' partial sums added in order
+// (so the result does not depend on timing).
+void channel_sums(const float* u, const float* v, const float* mask, int64_t rows, int64_t c,
+                  std::vector<double>* sum_u, std::vector<double>* sum_uv) {
+  int threads = omp_get_max_threads();
+  std::vector<double> partial(static_cast<size_t>(threads) * 2 * c, 0.0);
+  std::vector<int> used(1, 1);
+#pragma omp parallel num_threads(threads)
+  {
+    int t = omp_get_thread_num();
+    if (t == 0) used[0] = omp_get_num_threads();
+    std::vector<float> block(2 * c);
+    int64_t begin, end;
+    thread_rows(rows, &begin, &end);
+    double* mine = partial.data() + static_cast<size_t>(t) * 2 * c;
+    sums(u, v, mask, begin, end, c, block.data(), block.data() + c, mine, mine + c);
+  }
+  sum_u->assign(c, 0.0);
+  sum_uv->assign(c, 0.0);
+  for (int t = 0; t < used[0]; ++t) {
+    const double* part = partial.data() + static_cast<size_t>(t) * 2 * c;
+    for (int64_t j = 0; j < c; ++j) {
+      (*sum_u)[j] += part[j];
+      (*sum_uv)[j] += part[c + j];
+    }
+  }
+}
+
+// [M, C] with C the last dimension of `dims`.
+bool rows_and_channels(ffi::Span<const int64_t> dims, int64_t* rows, int64_t* channels) {
+  if (dims.size() < 1 || dims.back() < 1) return false;
+  *channels = dims.back();
+  *rows = 1;
+  for (size_t i = 0; i + 1 < dims.size(); ++i) *rows *= dims[i];
+  return true;
+}
+
+ffi::Error forward(const float* x, const float* residual, const float* scale, const float* bias,
+                   ffi::Span<const int64_t> dims, float epsilon, bool relu, float* y, float* mean,
+                   float* var) {
+  int64_t m, c;
+  if (!rows_and_channels(dims, &m, &c) || m < 1) {
+    return ffi::Error::InvalidArgument("jaxdl BatchNorm: x needs at least one row and channel");
+  }
+  std::vector<double> sum, sum_sq;
+  channel_sums(x, x, nullptr, m, c, &sum, &sum_sq);
+  std::vector<float> a(c), b(c);
+  for (int64_t j = 0; j < c; ++j) {
+    double mu = sum[j] / m;
+    double variance = std::max(sum_sq[j] / m - mu * mu, 0.0);
+    mean[j] = static_cast<float>(mu);
+    var[j] = static_cast<float>(variance);
+    a[j] = scale[j] / std::sqrt(var[j] + epsilon);
+    b[j] = bias[j] - mean[j] * a[j];
+  }
+#pragma omp parallel
+  {
+    int64_t begin, end;
+    thread_rows(m, &begin, &end);
+    normalize(x, residual, a.data(), b.data(), y, begin, end, c, relu);
+  }
+  return ffi::Error::Success();
+}
+
+ffi::Error backward(const float* dy, const float* x, const float* y, const float* scale,
+                    const float* mean, const float* var, ffi::Span<const int64_t> dims,
+                    float epsilon, float* dx, float* dscale, float* dbias, float* dresidual) {
+  int64_t m, c;
+  if (!rows_and_channels(dims, &m, &c) || m < 1) {
+    return ffi::Error::InvalidArgument("jaxdl BatchNorm: x needs at least one row and channel");
+  }
+  std::vector<double> sum_g, sum_gx;
+  channel_sums(dy, x, y, m, c, &sum_g, &sum_gx);
+  std::vector<float> p(c), q(c), o(c);
+  for (int64_t j = 0; j < c; ++j) {
+    double inv = 1.0 / std::sqrt(static_cast<double>(var[j]) + epsilon);
+    double db = sum_g[j];
+    double ds = (sum_gx[j] - mean[j] * db) * inv;  // sum g * xhat
+    double k = scale[j] * inv / m;
+    double coef_x = -k * ds * inv;
+    dbias[j] = static_cast<float>(db);
+    dscale[j] = static_cast<float>(ds);
+    p[j] = static_cast<float>(k * m);
+    q[j] = static_cast<float>(coef_x);
+    o[j] = static_cast<float>(-k * db - coef_x * mean[j]);
+  }
+#pragma omp parallel
+  {
+    int64_t begin, end;
+    thread_rows(m, &begin, &end);
+    gradient(dy, x, y, p.data(), q.data(), o.data(), dx, dresidual, begin, end, c);
+  }
+  return ffi::Error::Success();
+}
+
+using F32 = ffi::Buffer<ffi::F32>;
+using F32Out = ffi::ResultBuffer<ffi::F32>;
+
+ffi::Error ForwardImpl(F32 x, F32 scale, F32 bias, F32Out y, F32Out mean, F32Out var,
+                       float epsilon, bool relu) {
+  return forward(x.typed_data(), nullptr, scale.typed_data(), bias.typed_data(), x.dimensions(),
+                 epsilon, relu, y->typed_data(), mean->typed_data(), var->typed_data());
+}
+
+ffi::Error ForwardAddImpl(F32 x, F32 residual, F32 scale, F32 bias, F32Out y, F32Out mean,
+                          F32Out var, float epsilon, bool relu) {
+  return forward(x.typed_data(), residual.typed_data(), scale.typed_data(), bias.typed_data(),
+                 x.dimensions(), epsilon, relu, y->typed_data(), mean->typed_data(),
+                 var->typed_data());
+}
+
+ffi::Error BackwardImpl(F32 dy, F32 x, F32 scale, F32 mean, F32 var, F32Out dx, F32Out dscale,
+                        F32Out dbias, float epsilon) {
+  return backward(dy.typed_data(), x.typed_data(), nullptr, scale.typed_data(),
+                  mean.typed_data(), var.typed_data(), x.dimensions(), epsilon, dx->typed_data(),
+                  dscale->typed_data(), dbias->typed_data(), nullptr);
+}
+
+ffi::Error BackwardReluImpl(F32 dy, F32 x, F32 y, F32 scale, F32 mean, F32 var, F32Out dx,
+                            F32Out dscale, F32Out dbias, float epsilon) {
+  return backward(dy.typed_data(), x.typed_data(), y.typed_data(), scale.typed_data(),
+                  mean.typed_data(), var.typed_data(), x.dimensions(), epsilon, dx->typed_data(),
+                  dscale->typed_data(), dbias->typed_data(), nullptr);
+}
+
+ffi::Error BackwardAddImpl(F32 dy, F32 x, F32 scale, F32 mean, F32 var, F32Out dx,
+                           F32Out dscale, F32Out dbias, F32Out dresidual, float epsilon) {
+  return backward(dy.typed_data(), x.typed_data(), nullptr, scale.typed_data(),
+                  mean.typed_data(), var.typed_data(), x.dimensions(), epsilon, dx->typed_data(),
+                  dscale->typed_data(), dbias->typed_data(), dresidual->typed_data());
+}
+
+ffi::Error BackwardReluAddImpl(F32 dy, F32 x, F32 y, F32 scale, F32 mean, F32 var, F32Out dx,
+                               F32Out dscale, F32Out dbias, F32Out dresidual, float epsilon) {
+  return backward(dy.typed_data(), x.typed_data(), y.typed_data(), scale.typed_data(),
+                  mean.typed_data(), var.typed_data(), x.dimensions(), epsilon, dx->typed_data(),
+                  dscale->typed_data(), dbias->typed_data(), dresidual->typed_data());
+}
+
+}  // namespace
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxdlBatchNormForward, ForwardImpl,
+                              ffi::Ffi::Bind()
+                                  .Arg<F32>()  // x
+                                  .Arg<F32>()  // scale
+                                  .Arg<F32>()  // bias
+                                  .Ret<F32>()  // y
+                                  .Ret<F32>()  // mean
+                                  .Ret<F32>()  // var
+                                  .Attr<float>("epsilon")
+                                  .Attr<bool>("relu"));
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxdlBatchNormForwardAdd, ForwardAddImpl,
+                              ffi::Ffi::Bind()
+                                  .Arg<F32>()  // x
+                                  .Arg<F32>()  // residual
+                                  .Arg<F32>()  // scale
+                                  .Arg<F32>()  // bias
+                                  .Ret<F32>()  // y
+                                  .Ret<F32>()  // mean
+                                  .Ret<F32>()  // var
+                                  .Attr<float>("epsilon")
+                                  .Attr<bool>("relu"));
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxdlBatchNormBackward, BackwardImpl,
+                              ffi::Ffi::Bind()
+                                  .Arg<F32>()  // dy
+                                  .Arg<F32>()  // x
+                                  .Arg<F32>()  // scale
+                                  .Arg<F32>()  // mean
+                                  .Arg<F32>()  // var
+                                  .Ret<F32>()  // dx
+                                  .Ret<F32>()  // dscale
+                                  .Ret<F32>()  // dbias
+                                  .Attr<float>("epsilon"));
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxdlBatchNormBackwardRelu, BackwardReluImpl,
+                              ffi::Ffi::Bind()
+                                  .Arg<F32>()  // dy
+                                  .Arg<F32>()  // x
+                                  .Arg<F32>()  // y, the forward's output (its ReLU mask)
+                                  .Arg<F32>()  // scale
+                                  .Arg<F32>()  // mean
+                                  .Arg<F32>()  // var
+                                  .Ret<F32>()  // dx
+                                  .Ret<F32>()  // dscale
+                                  .Ret<F32>()  // dbias
+                                  .Attr<float>("epsilon"));
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxdlBatchNormBackwardAdd, BackwardAddImpl,
+                              ffi::Ffi::Bind()
+                                  .Arg<F32>()  // dy
+                                  .Arg<F32>()  // x
+                                  .Arg<F32>()  // scale
+                                  .Arg<F32>()  // mean
+                                  .Arg<F32>()  // var
+                                  .Ret<F32>()  // dx
+                                  .Ret<F32>()  // dscale
+                                  .Ret<F32>()  // dbias
+                                  .Ret<F32>()  // dresidual
+                                  .Attr<float>("epsilon"));
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxdlBatchNormBackwardReluAdd, BackwardReluAddImpl,
+                              ffi::Ffi::Bind()
+                                  .Arg<F32>()  // dy
+                                  .Arg<F32>()  // x
+                                  .Arg<F32>()  // y
+                                  .Arg<F32>()  // scale
+                                  .Arg<F32>()  // mean
+                                  .Arg<F32>()  // var
+                                  .Ret<F32>()  // dx
+                                  .Ret<F32>()  // dscale
+                                  .Ret<F32>()  // dbias
+                                  .Ret<F32>()  // dresidual
+                                  .Attr<float>("epsilon"));
