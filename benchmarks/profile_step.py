@@ -1,14 +1,16 @@
-"""Where a train step's time goes, by op class, from a JAX profiler trace of the compiled step.
+"""Where a train (or eval) step's time goes, by op class, from a JAX profiler trace of it.
 
     python -m benchmarks.profile_step --model resnet20 --batch_size 128 --layers plain,fast
+    python -m benchmarks.profile_step --model resnet20 --layers auto --phase eval
 
-Compiles `jaxdl.step.train_step` for the model, times it (median of 5 x `--steps` steps, no
-profiler), traces `--steps` more steps with `jax.profiler`, reads the trace back with
+Compiles `jaxdl.step.train_step` (or `eval_step`, `--phase eval`) for the model, runs 10
+steps, times it (median of 5 x `--steps` steps, no profiler), traces `--steps` more steps with `jax.profiler`, reads the trace back with
 `jax.profiler.ProfileData`, and sums the time of every XLA op by class, using the optimised
 HLO to say what each op is: fusions that transpose (the weight-gradient convolutions' inputs),
 fusions that reduce (BatchNorm statistics and gradients, the loss), dots (BatchNorm sums on the
 fast path, dense layers), other fusions (elementwise: normalise, ReLU, residual adds, optimizer
-update), copies, and the rest. XLA:CPU's trace leaves most convolutions (Eigen kernels) out, so
+update), jaxdl's custom calls by kernel (oneDNN convolutions by pass, fused BatchNorm),
+copies, and the rest. XLA:CPU's trace leaves most convolutions (Eigen kernels) out, so
 "convolutions and untraced" is the step time minus every traced op. Prints one line per class
 (ms per step, share) and the slowest ops.
 """
@@ -89,17 +91,20 @@ def classify_hlo(hlo_text: str) -> dict[str, str]:
     return classes
 
 
-def profile(model_name: str, batch_size: int, steps: int, layers: str) -> None:
+def profile(model_name: str, batch_size: int, steps: int, layers: str, phase: str) -> None:
     import jax
 
     from benchmarks.step_throughput import synthetic_state_and_batch
-    from jaxdl.step import train_step
+    from jaxdl.step import eval_step, train_step
 
     state, batch = synthetic_state_and_batch(model_name, batch_size, layers)
-    step = jax.jit(functools.partial(train_step, l2_weight=5e-4), donate_argnums=0)
+    if phase == "train":
+        step = jax.jit(functools.partial(train_step, l2_weight=5e-4), donate_argnums=0)
+    else:  # the state stays as it is: an evaluation returns metrics only
+        step = jax.jit(lambda state, batch: (state, eval_step(state, batch)))
     compiled = step.lower(state, batch).compile()
     classes = classify_hlo(compiled.as_text())
-    for _ in range(2):
+    for _ in range(10):  # steady state: the allocator's heap grown
         state, metrics = compiled(state, batch)
     jax.block_until_ready(metrics)
 
@@ -132,7 +137,7 @@ def profile(model_name: str, batch_size: int, steps: int, layers: str) -> None:
     untraced = max(wall - sum(per_class.values()), 0.0)
     per_class["convolutions and untraced (step minus traced ops)"] += untraced
     print(
-        f"{model_name} batch {batch_size}, layers {layers}: {wall:.0f} ms per step "
+        f"{model_name} {phase} batch {batch_size}, layers {layers}: {wall:.0f} ms per step "
         f"({batch_size / wall * 1e3:.0f} img/s, median of 5 x {steps} steps)"
     )
     for name, ms in per_class.most_common():
@@ -147,13 +152,16 @@ def main() -> None:
     parser.add_argument("--model", default="resnet20")
     parser.add_argument("--batch_size", type=int, default=128)
     parser.add_argument("--steps", type=int, default=5)
-    parser.add_argument("--layers", default="plain,fast", help="comma-separated: auto, fast, plain")
+    parser.add_argument(
+        "--layers", default="plain,fast", help="comma-separated: auto, onednn, fast, plain"
+    )
+    parser.add_argument("--phase", choices=("train", "eval"), default="train")
     args = parser.parse_args()
 
     import jaxdl  # noqa: F401  (jaxdl's XLA flags, before JAX starts)
 
     for layers in args.layers.split(","):
-        profile(args.model, args.batch_size, args.steps, layers)
+        profile(args.model, args.batch_size, args.steps, layers, args.phase)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ from jax import lax
 from jax.test_util import check_grads
 
 from jaxdl import models, parallel
-from jaxdl.nn.conv import conv_function
+from jaxdl.nn.conv import conv_function, fused_batch_norm
 from jaxdl.ops import fast_cpu, onednn
 from jaxdl.ops.onednn import build, tuning
 from jaxdl.state import create_train_state
@@ -47,8 +47,10 @@ def test_onednn_is_in_use_wherever_it_is_expected():
         assert status.available, status.line()
         assert status.version.startswith("3.") and status.isa not in ("", "default")
         assert conv_function("auto", jnp.float32) is tuning.conv_general_dilated
+        assert fused_batch_norm("auto", jnp.float32) and fused_batch_norm("onednn", jnp.float32)
     else:
         assert conv_function("auto", jnp.float32) is fast_cpu.conv_general_dilated
+        assert not fused_batch_norm("auto", jnp.float32)
 
 
 # (batch, height, width, channels, kernel, features, strides, padding, dilation, groups): a
@@ -194,7 +196,7 @@ def test_without_the_library_jaxdl_says_so_and_runs_on_xla(tmp_path):
     script = textwrap.dedent(
         """
         import jax, jax.numpy as jnp, numpy as np
-        from jaxdl.nn.conv import conv_function
+        from jaxdl.nn.conv import conv_function, fused_batch_norm
         from jaxdl.ops import fast_cpu, onednn
         x = jnp.asarray(np.random.default_rng(0).standard_normal((2, 8, 8, 4)), jnp.float32)
         k = jnp.asarray(np.random.default_rng(1).standard_normal((3, 3, 4, 6)), jnp.float32)
@@ -205,6 +207,17 @@ def test_without_the_library_jaxdl_says_so_and_runs_on_xla(tmp_path):
         want = jax.jit(jax.value_and_grad(loss(fast_cpu.conv_general_dilated), (0, 1)))(x, k)
         pairs = zip(jax.tree.leaves(got), jax.tree.leaves(want))
         same = all(np.array_equal(a, b) for a, b in pairs)
+        # BatchNorm with its shortcut and ReLU: the fused kernels' fallback is the fast path
+        from jaxdl.nn.conv import BatchNorm
+        y = jnp.asarray(np.random.default_rng(2).standard_normal((2, 8, 8, 6)), jnp.float32)
+        outs = []
+        for layers in ("auto", "fast"):
+            bn = BatchNorm(layers=layers)
+            v = bn.init(jax.random.key(0), y, True)
+            f = lambda v, y, bn=bn: jax.grad(lambda y: jnp.sum(jnp.sin(
+                bn.apply(v, y, True, 2 * y, True, mutable=["batch_stats"])[0])))(y)
+            outs.append(jax.jit(f)(v, y))
+        same = same and np.array_equal(outs[0], outs[1])
         print("available", onednn.status().available, "same", same)
         """
     )

@@ -17,8 +17,8 @@ Three implementations sit behind them:
 The default, "auto", on the CPU backend for float32 layers, runs each pass of each
 convolution on the faster of oneDNN and XLA for its shape, timed once per machine
 (`jaxdl.ops.onednn.tuning`), and BatchNorm as "onednn" does, or is "fast" when the library did
-not load; it is "plain"
-everywhere else (GPU, TPU, bfloat16, BatchNorm synchronised across devices).
+not load; it is "plain" everywhere else (GPU, TPU, bfloat16, BatchNorm synchronised across
+devices).
 
 The choice is a field of every layer and model (`layers`), set once when the model is created
 (`models.create(name, layers=...)`, from the run's `--layers`), as flax's examples hand `conv`
