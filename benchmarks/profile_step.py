@@ -3,16 +3,16 @@
     python -m benchmarks.profile_step --model resnet20 --batch_size 128 --layers plain,fast
     python -m benchmarks.profile_step --model resnet20 --layers auto --phase eval
 
-Compiles `jaxdl.step.train_step` (or `eval_step`, `--phase eval`) for the model, runs 10
-steps, times it (median of 5 x `--steps` steps, no profiler), traces `--steps` more steps with `jax.profiler`, reads the trace back with
-`jax.profiler.ProfileData`, and sums the time of every XLA op by class, using the optimised
-HLO to say what each op is: fusions that transpose (the weight-gradient convolutions' inputs),
-fusions that reduce (BatchNorm statistics and gradients, the loss), dots (BatchNorm sums on the
-fast path, dense layers), other fusions (elementwise: normalise, ReLU, residual adds, optimizer
-update), jaxdl's custom calls by kernel (oneDNN convolutions by pass, fused BatchNorm),
-copies, and the rest. XLA:CPU's trace leaves most convolutions (Eigen kernels) out, so
-"convolutions and untraced" is the step time minus every traced op. Prints one line per class
-(ms per step, share) and the slowest ops.
+Compiles `jaxdl.step.train_step` (or `eval_step`, `--phase eval`) for the model, runs 10 steps,
+times it (median of 5 x `--steps` steps, no profiler), traces `--steps` more steps with
+`jax.profiler`, reads the trace back with `jax.profiler.ProfileData`, and sums the time of
+every XLA op by class, using the optimised HLO to say what each op is: fusions that transpose
+(the weight-gradient convolutions' inputs), fusions that reduce (BatchNorm statistics and
+gradients, the loss), dots (BatchNorm sums on the fast path, dense layers), other fusions
+(elementwise: normalise, ReLU, residual adds, optimizer update), jaxdl's custom calls by kernel
+(oneDNN convolutions by pass, fused BatchNorm), copies, and the rest. XLA:CPU's trace leaves
+most convolutions (Eigen kernels) out, so "convolutions and untraced" is the step time minus
+every traced op. Prints one line per class (ms per step, share) and the slowest ops.
 """
 
 from __future__ import annotations

@@ -208,7 +208,7 @@ class RecordConvChoices(Hook):
         if choices == self.written:
             return
         if not self.written:
-            kinds = [set(choice.values()) for choice in choices.values()]
+            kinds = [{tuning.parse(c)[0] for c in choice.values()} for choice in choices.values()]
             onednn = sum(kind == {"onednn"} for kind in kinds)
             xla = sum(kind == {"xla"} for kind in kinds)
             log(

@@ -187,13 +187,16 @@ FAULTS_SCRIPT = textwrap.dedent(
     x = jnp.linspace(0.0, 1.0, 2**24).reshape(4096, 4096)
     compiled = f.lower(x).compile()
     temporaries = compiled.memory_analysis().temp_size_in_bytes
-    for _ in range(3):
+    # The heap grows over the first runs (a run's block is freed after the next one starts:
+    # glibc needs a few blocks in turn, 4-6 of them, taken within 25 runs here)
+    for _ in range(30):
         jax.block_until_ready(compiled(x))
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-    for _ in range(5):
+    faults = []
+    for _ in range(8):
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
         jax.block_until_ready(compiled(x))
-    faults = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 5
-    print("pages", temporaries // 4096, "faults", faults)
+        faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+    print("pages", temporaries // 4096, "faults", sorted(faults)[len(faults) // 2])
     """
 )
 
@@ -213,7 +216,7 @@ def minor_faults_per_run(keep: str) -> tuple[int, float]:
 def test_repeated_steps_reuse_their_host_memory():
     pages, faults = minor_faults_per_run("1")
     assert pages > 16_384, pages  # the program's temporaries span more than 64 MB
-    assert faults < 0.05 * pages, (pages, faults)
+    assert faults < 0.05 * pages, (pages, faults)  # the median run's
     # without the setting, each run faults its temporaries in again: the test can fail
     pages, faults = minor_faults_per_run("0")
-    assert faults > 0.5 * pages, (pages, faults)
+    assert faults > 0.9 * pages, (pages, faults)

@@ -132,40 +132,50 @@ def output_hw(x_shape, kernel_shape, spec: ConvSpec) -> tuple[int, int]:
     return out[0], out[1]
 
 
-def _attributes(spec: ConvSpec) -> dict:
+def _attributes(spec: ConvSpec, impl: int) -> dict:
     return {
         "strides": np.asarray(spec.strides, np.int64),
         "padding": np.asarray(spec.padding, np.int64),
         "dilation": np.asarray(spec.dilation, np.int64),
         "groups": np.int64(spec.groups),
+        "impl": np.int64(impl),
     }
 
 
-def _call(target: str, shape, *operands, spec: ConvSpec) -> jax.Array:
+def _call(target: str, shape, *operands, spec: ConvSpec, impl: int) -> jax.Array:
     current = status()  # registers the kernels with XLA on first use
     if not current.available:
         raise RuntimeError(f"jaxdl: {current.line()}; use conv_general_dilated to fall back.")
     result = jax.ShapeDtypeStruct(tuple(shape), jnp.float32)
     return jax.ffi.ffi_call(target, result, vmap_method="sequential")(
-        *operands, **_attributes(spec)
+        *operands, **_attributes(spec, impl)
     )
 
 
-def forward(x: jax.Array, kernel: jax.Array, spec: ConvSpec) -> jax.Array:
+# Each pass takes `impl`, which of oneDNN's implementations for the shape to run: 0 is oneDNN's
+# own first choice, 1 the next in its list, and so on (`implementation` names them; the tuner
+# times them, `jaxdl.ops.onednn.tuning`).
+
+
+def forward(x: jax.Array, kernel: jax.Array, spec: ConvSpec, impl: int = 0) -> jax.Array:
     """f32[N, H, W, C] * f32[kh, kw, C / groups, F] -> f32[N, H', W', F]."""
     height, width = output_hw(x.shape, kernel.shape, spec)
     return _call("jaxdl_conv_forward", (x.shape[0], height, width, kernel.shape[3]), x, kernel,
-                 spec=spec)  # fmt: skip
+                 spec=spec, impl=impl)  # fmt: skip
 
 
-def backward_data(dy: jax.Array, kernel: jax.Array, x_shape, spec: ConvSpec) -> jax.Array:
+def backward_data(
+    dy: jax.Array, kernel: jax.Array, x_shape, spec: ConvSpec, impl: int = 0
+) -> jax.Array:
     """The input gradient f32[N, H, W, C] from the output gradient f32[N, H', W', F]."""
-    return _call("jaxdl_conv_backward_data", x_shape, dy, kernel, spec=spec)
+    return _call("jaxdl_conv_backward_data", x_shape, dy, kernel, spec=spec, impl=impl)
 
 
-def backward_weights(x: jax.Array, dy: jax.Array, kernel_shape, spec: ConvSpec) -> jax.Array:
+def backward_weights(
+    x: jax.Array, dy: jax.Array, kernel_shape, spec: ConvSpec, impl: int = 0
+) -> jax.Array:
     """The kernel gradient f32[kh, kw, C / groups, F] from the input and output gradient."""
-    return _call("jaxdl_conv_backward_weights", kernel_shape, x, dy, spec=spec)
+    return _call("jaxdl_conv_backward_weights", kernel_shape, x, dy, spec=spec, impl=impl)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
@@ -252,9 +262,11 @@ def covering(kernel_conv: Callable) -> Callable:
 conv_general_dilated = covering(conv)
 
 
-def implementation(pass_name: str, x_shape, kernel_shape, spec: ConvSpec) -> str:
-    """The oneDNN implementation one pass of a convolution runs (e.g. "brg:avx512_core"), as
-    oneDNN names it; creates (and caches) its primitive."""
+def implementation(
+    pass_name: str, x_shape, kernel_shape, spec: ConvSpec, impl: int = 0
+) -> str | None:
+    """The name oneDNN gives its `impl`-th implementation of one pass of a convolution (e.g.
+    "brgconv:avx512_core"), None if it has fewer; creates (and caches) its primitive."""
     lib = _load()[1]
     if lib is None:
         return "unavailable"
@@ -262,7 +274,8 @@ def implementation(pass_name: str, x_shape, kernel_shape, spec: ConvSpec) -> str
     dims = (*x_shape, kernel_shape[0], kernel_shape[1], kernel_shape[3], height, width,
             *spec.strides, *spec.padding, *spec.dilation, spec.groups)  # fmt: skip
     out = ctypes.create_string_buffer(256)
-    lib.jaxdl_conv_implementation(
-        PASSES.index(pass_name), (ctypes.c_int64 * len(dims))(*dims), out, ctypes.c_size_t(256)
-    )
-    return out.value.decode()
+    failed = lib.jaxdl_conv_implementation(
+        PASSES.index(pass_name), (ctypes.c_int64 * len(dims))(*dims), ctypes.c_int64(impl), out,
+        ctypes.c_size_t(256),
+    )  # fmt: skip
+    return None if failed else out.value.decode()

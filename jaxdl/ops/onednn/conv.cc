@@ -38,15 +38,18 @@ using tag = dnnl::memory::format_tag;
 
 enum class Pass : int { kForward = 0, kBackwardData = 1, kBackwardWeights = 2 };
 
-// Everything that decides a primitive: the pass, the shapes and the convolution's options.
+// Everything that decides a primitive: the pass, the shapes, the convolution's options and
+// which of oneDNN's implementations for them to take (`impl`: 0 is oneDNN's first choice, 1 the
+// next in its list, ...; `jaxdl.ops.onednn.tuning` times them).
 struct ConvKey {
   int pass;
   int64_t n, h, w, c, kh, kw, f, oh, ow;
   int64_t stride_h, stride_w, pad_top, pad_bottom, pad_left, pad_right, dil_h, dil_w, groups;
+  int64_t impl = 0;
 
   auto tie() const {
     return std::tie(pass, n, h, w, c, kh, kw, f, oh, ow, stride_h, stride_w, pad_top, pad_bottom,
-                    pad_left, pad_right, dil_h, dil_w, groups);
+                    pad_left, pad_right, dil_h, dil_w, groups, impl);
   }
   bool operator<(const ConvKey& other) const { return tie() < other.tie(); }
 };
@@ -124,11 +127,18 @@ std::shared_ptr<ConvPrimitive> create_primitive(const ConvKey& k) {
       engine, dnnl::prop_kind::forward_training, dnnl::algorithm::convolution_direct, src,
       any_kernel(k), memory::desc(), dst, strides, dilation, pad_l, pad_r, attr);
 
+  // Steps `pd` on to oneDNN's `k.impl`-th implementation for it; throws if it has fewer.
+  auto nth = [&k](auto& pd) {
+    for (int64_t i = 0; i < k.impl; ++i) {
+      if (!pd.next_impl()) throw dnnl::error(dnnl_unimplemented, "no such implementation");
+    }
+  };
   auto result = std::make_shared<ConvPrimitive>();
   result->user_kernel = hwio(k);
   result->src = src;
   result->dst = dst;
   if (k.pass == static_cast<int>(Pass::kForward)) {
+    nth(forward);
     result->primitive = dnnl::convolution_forward(forward);
     result->kernel = forward.weights_desc();
     result->scratchpad_bytes = forward.scratchpad_desc().get_size();
@@ -137,6 +147,7 @@ std::shared_ptr<ConvPrimitive> create_primitive(const ConvKey& k) {
     dnnl::convolution_backward_data::primitive_desc backward(
         engine, dnnl::algorithm::convolution_direct, src, any_kernel(k), dst, strides, dilation,
         pad_l, pad_r, forward, attr);
+    nth(backward);
     result->primitive = dnnl::convolution_backward_data(backward);
     result->kernel = backward.weights_desc();
     result->scratchpad_bytes = backward.scratchpad_desc().get_size();
@@ -145,6 +156,7 @@ std::shared_ptr<ConvPrimitive> create_primitive(const ConvKey& k) {
     dnnl::convolution_backward_weights::primitive_desc backward(
         engine, dnnl::algorithm::convolution_direct, src, any_kernel(k), memory::desc(), dst,
         strides, dilation, pad_l, pad_r, forward, attr);
+    nth(backward);
     result->primitive = dnnl::convolution_backward_weights(backward);
     result->kernel = backward.diff_weights_desc();
     result->scratchpad_bytes = backward.scratchpad_desc().get_size();
@@ -179,10 +191,12 @@ std::shared_ptr<ConvPrimitive> cached_primitive(const ConvKey& key) {
 }
 
 ffi::Error check_options(ffi::Span<const int64_t> strides, ffi::Span<const int64_t> padding,
-                         ffi::Span<const int64_t> dilation, int64_t groups) {
-  if (strides.size() != 2 || padding.size() != 4 || dilation.size() != 2 || groups < 1) {
+                         ffi::Span<const int64_t> dilation, int64_t groups, int64_t impl) {
+  if (strides.size() != 2 || padding.size() != 4 || dilation.size() != 2 || groups < 1 ||
+      impl < 0) {
     return ffi::Error::InvalidArgument(
-        "jaxdl oneDNN convolution: strides (2), padding (4), dilation (2) and groups >= 1");
+        "jaxdl oneDNN convolution: strides (2), padding (4), dilation (2), groups >= 1 and "
+        "impl >= 0");
   }
   return ffi::Error::Success();
 }
@@ -191,10 +205,10 @@ ffi::Error check_options(ffi::Span<const int64_t> strides, ffi::Span<const int64
 ConvKey make_key(Pass pass, ffi::Span<const int64_t> x, ffi::Span<const int64_t> kernel,
                  ffi::Span<const int64_t> y, ffi::Span<const int64_t> strides,
                  ffi::Span<const int64_t> padding, ffi::Span<const int64_t> dilation,
-                 int64_t groups) {
+                 int64_t groups, int64_t impl) {
   return ConvKey{static_cast<int>(pass), x[0], x[1], x[2], x[3], kernel[0], kernel[1], kernel[3],
                  y[1], y[2], strides[0], strides[1], padding[0], padding[1], padding[2],
-                 padding[3], dilation[0], dilation[1], groups};
+                 padding[3], dilation[0], dilation[1], groups, impl};
 }
 
 // Runs `p` with `args`, the kernel argument (`kernel_arg`) bound to the user's HWIO buffer
@@ -229,7 +243,7 @@ ffi::Error run(const ConvPrimitive& p, std::unordered_map<int, memory> args, int
 // The convolution's options as the handlers receive them.
 struct Options {
   ffi::Span<const int64_t> strides, padding, dilation;
-  int64_t groups;
+  int64_t groups, impl;
 };
 
 // One pass: its primitive for these NHWC input / HWIO kernel / NHWC output dims, run with the
@@ -238,11 +252,12 @@ ffi::Error conv_pass(Pass pass, const char* name, ffi::Span<const int64_t> x_dim
                      ffi::Span<const int64_t> kernel_dims, ffi::Span<const int64_t> y_dims,
                      const Options& o, int x_arg, void* x_data, int y_arg, void* y_data,
                      int kernel_arg, void* kernel_data) {
-  if (auto error = check_options(o.strides, o.padding, o.dilation, o.groups); error.failure()) {
+  if (auto error = check_options(o.strides, o.padding, o.dilation, o.groups, o.impl);
+      error.failure()) {
     return error;
   }
   ConvKey key = make_key(pass, x_dims, kernel_dims, y_dims, o.strides, o.padding, o.dilation,
-                         o.groups);
+                         o.groups, o.impl);
   std::shared_ptr<ConvPrimitive> p;
   try {
     p = cached_primitive(key);
@@ -257,9 +272,9 @@ ffi::Error conv_pass(Pass pass, const char* name, ffi::Span<const int64_t> x_dim
 ffi::Error ConvForwardImpl(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> kernel,
                            ffi::ResultBuffer<ffi::F32> y, ffi::Span<const int64_t> strides,
                            ffi::Span<const int64_t> padding, ffi::Span<const int64_t> dilation,
-                           int64_t groups) {
+                           int64_t groups, int64_t impl) {
   return conv_pass(Pass::kForward, "forward", x.dimensions(), kernel.dimensions(),
-                   y->dimensions(), {strides, padding, dilation, groups}, DNNL_ARG_SRC,
+                   y->dimensions(), {strides, padding, dilation, groups, impl}, DNNL_ARG_SRC,
                    x.typed_data(), DNNL_ARG_DST, y->typed_data(), DNNL_ARG_WEIGHTS,
                    kernel.typed_data());
 }
@@ -267,9 +282,10 @@ ffi::Error ConvForwardImpl(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> kernel
 ffi::Error ConvBackwardDataImpl(ffi::Buffer<ffi::F32> dy, ffi::Buffer<ffi::F32> kernel,
                                 ffi::ResultBuffer<ffi::F32> dx, ffi::Span<const int64_t> strides,
                                 ffi::Span<const int64_t> padding,
-                                ffi::Span<const int64_t> dilation, int64_t groups) {
+                                ffi::Span<const int64_t> dilation, int64_t groups,
+                                int64_t impl) {
   return conv_pass(Pass::kBackwardData, "backward data", dx->dimensions(), kernel.dimensions(),
-                   dy.dimensions(), {strides, padding, dilation, groups}, DNNL_ARG_DIFF_SRC,
+                   dy.dimensions(), {strides, padding, dilation, groups, impl}, DNNL_ARG_DIFF_SRC,
                    dx->typed_data(), DNNL_ARG_DIFF_DST, dy.typed_data(), DNNL_ARG_WEIGHTS,
                    kernel.typed_data());
 }
@@ -278,9 +294,11 @@ ffi::Error ConvBackwardWeightsImpl(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32
                                    ffi::ResultBuffer<ffi::F32> dkernel,
                                    ffi::Span<const int64_t> strides,
                                    ffi::Span<const int64_t> padding,
-                                   ffi::Span<const int64_t> dilation, int64_t groups) {
+                                   ffi::Span<const int64_t> dilation, int64_t groups,
+                                   int64_t impl) {
   return conv_pass(Pass::kBackwardWeights, "backward weights", x.dimensions(),
-                   dkernel->dimensions(), dy.dimensions(), {strides, padding, dilation, groups},
+                   dkernel->dimensions(), dy.dimensions(),
+                   {strides, padding, dilation, groups, impl},
                    DNNL_ARG_SRC, x.typed_data(), DNNL_ARG_DIFF_DST, dy.typed_data(),
                    DNNL_ARG_DIFF_WEIGHTS, dkernel->typed_data());
 }
@@ -295,7 +313,8 @@ ffi::Error ConvBackwardWeightsImpl(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32
       .Attr<ffi::Span<const int64_t>>("strides")      \
       .Attr<ffi::Span<const int64_t>>("padding")      \
       .Attr<ffi::Span<const int64_t>>("dilation")     \
-      .Attr<int64_t>("groups")
+      .Attr<int64_t>("groups")                        \
+      .Attr<int64_t>("impl")
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxdlConvForward, ConvForwardImpl,
                               JAXDL_CONV_BINDING);
@@ -304,13 +323,15 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxdlConvBackwardData, ConvBackwardDataImpl,
 XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxdlConvBackwardWeights, ConvBackwardWeightsImpl,
                               JAXDL_CONV_BINDING);
 
-// What each pass of a convolution runs on: oneDNN's implementation name (e.g.
-// "brg:avx512_core"), for `python -m jaxdl.ops.onednn` and the benchmarks. Writes at most
-// `size` bytes including the terminating zero; returns 0, or 1 if oneDNN refused the shape.
-extern "C" int jaxdl_conv_implementation(int pass, const int64_t* dims, char* out, size_t size) {
+// What a pass of a convolution runs on with oneDNN's `impl`-th implementation for it: its
+// name (e.g. "brgconv:avx512_core"), for `python -m jaxdl.ops.onednn`, the tuner and the
+// benchmarks. Writes at most `size` bytes including the terminating zero; returns 0, or 1 if
+// oneDNN has no such implementation for the shape.
+extern "C" int jaxdl_conv_implementation(int pass, const int64_t* dims, int64_t impl, char* out,
+                                         size_t size) {
   ConvKey key{pass,     dims[0],  dims[1],  dims[2],  dims[3],  dims[4],  dims[5],
               dims[6],  dims[7],  dims[8],  dims[9],  dims[10], dims[11], dims[12],
-              dims[13], dims[14], dims[15], dims[16], dims[17]};
+              dims[13], dims[14], dims[15], dims[16], dims[17], impl};
   try {
     std::snprintf(out, size, "%s", cached_primitive(key)->implementation.c_str());
   } catch (const dnnl::error& error) {

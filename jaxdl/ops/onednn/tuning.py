@@ -1,15 +1,17 @@
-"""The faster of oneDNN and XLA for each convolution and pass, timed once per machine.
+"""The fastest kernel for each convolution and pass, oneDNN's or XLA's, timed once per machine.
 
 No one implementation wins every shape: oneDNN's kernels are 1.2-3x faster than XLA:CPU's on
-ResNet-20's convolutions, while XLA's are faster on 4x4x512 maps (BENCHMARKS.md). So the
-"auto" layer implementation asks `choose` for each convolution it traces: the implementation
-of each pass (forward, input gradient, weight gradient) that ran faster when this shape was
-timed, as cuDNN's autotuner / `torch.backends.cudnn.benchmark` do.
+ResNet-20's convolutions, while XLA's are faster on 4x4x512 maps (BENCHMARKS.md); and oneDNN's
+own first pick among its kernels is not always its fastest here. So the "auto" layer
+implementation asks `choose` for each convolution it traces: the kernel of each pass (forward,
+input gradient, weight gradient) that ran fastest when this shape was timed, as cuDNN's
+autotuner / `torch.backends.cudnn.benchmark` do.
 
-A pass of a shape is timed the first time a step that uses it is traced (both implementations,
-jitted alone, the best of 5 timings of up to 3 calls after two warm-ups; an evaluation step
-times only the forward pass); XLA's is taken only if it is 1.25x faster (`XLA_MARGIN`), and
-the choice is remembered:
+A pass of a shape is timed the first time a step that uses it is traced (oneDNN's first three
+implementations for it but its gemm and reference ones, "onednn", "onednn:1", "onednn:2",
+and XLA's; each jitted alone, the best of 5 timings of up to 3 calls after two warm-ups; an
+evaluation step times only the forward pass); XLA's is taken only if it is 1.25x faster than
+the best oneDNN one (`XLA_MARGIN`), and the choice is remembered:
 
 * in this process, so every later trace of that shape takes the same kernels;
 * on disk, in `$JAXDL_CACHE_DIR/conv_choices.json` (default `~/.cache/jaxdl`), keyed by the
@@ -48,6 +50,28 @@ from jaxdl.ops import fast_cpu, onednn
 from jaxdl.ops.onednn import ConvSpec
 
 IMPLEMENTATIONS = ("onednn", "xla")
+# oneDNN lists several implementations for a convolution pass, best first by its own guess;
+# that guess is not always right here (ResNet-20's 32x32x16 forward: its first, brgconv, 3.5
+# ms a call; its second, jit:avx512_core, 1.8 ms). So the tuner times its first few, each
+# named "onednn:N" ("onednn" is N = 0), leaving out its gemm and reference fallbacks.
+ONEDNN_CANDIDATES = 3
+SLOW_KERNELS = ("gemm", "ref")
+
+
+def parse(choice: str) -> tuple[str, int]:
+    """("onednn", N) or ("xla", 0) for a choice as the caches hold it."""
+    kind, _, index = choice.partition(":")
+    return kind, int(index or 0)
+
+
+def valid(choice) -> bool:
+    """Whether `choice` is "xla", "onednn" or "onednn:N"."""
+    if not isinstance(choice, str):
+        return False
+    kind, _, index = choice.partition(":")
+    return choice == "xla" or (kind == "onednn" and (not index or index.isdigit()))
+
+
 PASSES = onednn.PASSES
 
 
@@ -116,7 +140,7 @@ def changes() -> int:
 
 
 def choices() -> dict[str, dict[str, str]]:
-    """The choices this process has used so far: {shape key: {pass: "onednn" | "xla"}}."""
+    """The choices this process has used so far: {shape key: {pass: "onednn[:N]" | "xla"}}."""
     with _lock:
         return {key: dict(sorted(value.items())) for key, value in sorted(_made.items())}
 
@@ -140,10 +164,10 @@ def forget() -> None:
 
 
 def _check(value: dict[str, str], where: str) -> None:
-    if not set(value) <= set(PASSES) or not set(value.values()) <= set(IMPLEMENTATIONS):
+    if not set(value) <= set(PASSES) or not all(valid(v) for v in value.values()):
         raise ConfigError(
             f"{where} is {value!r}; its keys must be among {', '.join(PASSES)}, each one of "
-            f"{', '.join(IMPLEMENTATIONS)}."
+            f"onednn, onednn:N, xla."
         )
 
 
@@ -189,10 +213,11 @@ def run_pass(pass_name: str, impl: str, spec: ConvSpec, a, b, shape=None):
     """One pass on one implementation, with the operands `jaxdl.ops.onednn`'s function of that
     pass takes: forward (x, kernel), backward_data (dy, kernel, `shape` of x),
     backward_weights (x, dy, `shape` of kernel)."""
-    if impl == "onednn":
+    kind, index = parse(impl)
+    if kind == "onednn":
         if pass_name == "forward":
-            return onednn.forward(a, b, spec)
-        return getattr(onednn, pass_name)(a, b, shape, spec)
+            return onednn.forward(a, b, spec, index)
+        return getattr(onednn, pass_name)(a, b, shape, spec, index)
     if pass_name == "forward":
         return xla_conv(a, b, spec)
     zeros = jnp.zeros(shape, jnp.float32)  # the linearisation point: both gradients are linear
@@ -203,13 +228,14 @@ def run_pass(pass_name: str, impl: str, spec: ConvSpec, a, b, shape=None):
 
 
 # How a pass is timed; part of the cache's key, so choices timed otherwise are timed again.
-TIMING = "best of 5, XLA by 1.25x"
+TIMING = "best of 5, oneDNN's first 3, XLA by 1.25x"
 
 
 def time_pass(pass_name: str, x_shape, kernel_shape, spec: ConvSpec, repeats: int = 5,
               calls: int = 3) -> dict[str, float]:  # fmt: skip
-    """{impl: ms} for one pass, each the best of `repeats` timings of up to `calls` calls
-    after two warm-up calls, jitted, on random float32 data of these shapes.
+    """{choice: ms} for one pass, each the best of `repeats` timings of up to `calls` calls
+    after two warm-up calls, jitted, on random float32 data of these shapes; the choices are
+    oneDNN's first `ONEDNN_CANDIDATES` implementations but gemm and reference ones, and XLA.
 
     The best, not the median: a pass is timed when a step is first traced, while the input
     pipeline's threads may be decoding batches, and oneDNN's OpenMP team, which waits for its
@@ -222,8 +248,15 @@ def time_pass(pass_name: str, x_shape, kernel_shape, spec: ConvSpec, repeats: in
     dy = jnp.asarray(rng.standard_normal((x_shape[0], height, width, kernel_shape[3]), np.float32))
     a, b, shape = {"forward": (x, kernel, None), "backward_data": (dy, kernel, x_shape),
                    "backward_weights": (x, dy, kernel_shape)}[pass_name]  # fmt: skip
+    candidates = []
+    for index in range(ONEDNN_CANDIDATES):
+        name = onednn.implementation(pass_name, x_shape, kernel_shape, spec, index)
+        if name is None:
+            break
+        if index == 0 or not any(slow in name for slow in SLOW_KERNELS):
+            candidates.append("onednn" if index == 0 else f"onednn:{index}")
     result = {}
-    for impl in IMPLEMENTATIONS:
+    for impl in (*candidates, "xla"):
         fn = jax.jit(lambda a, b, impl=impl: run_pass(pass_name, impl, spec, a, b, shape))
         result[impl] = _best_ms(lambda fn=fn: fn(a, b), repeats, calls)
     return result
@@ -258,13 +291,15 @@ XLA_MARGIN = 1.25
 
 
 def pick(timings: dict[str, float]) -> str:
-    """"xla" if its time beats oneDNN's by `XLA_MARGIN`, else "onednn"."""
-    return "xla" if timings["xla"] * XLA_MARGIN < timings["onednn"] else "onednn"
+    """The fastest of oneDNN's timed implementations ("onednn[:N]"), or "xla" if its time
+    beats that one's by `XLA_MARGIN`."""
+    best = min((c for c in timings if c != "xla"), key=timings.__getitem__)
+    return "xla" if timings["xla"] * XLA_MARGIN < timings[best] else best
 
 
 def choose(pass_name: str, x_shape, kernel_shape, spec: ConvSpec) -> str:
-    """The implementation ("onednn" or "xla") of one pass of this convolution (see the
-    module docstring)."""
+    """The implementation ("onednn", "onednn:N" or "xla") of one pass of this convolution (see
+    the module docstring)."""
     key = shape_key(x_shape, kernel_shape, spec)
     with _lock:
         made = _made.get(key, {}).get(pass_name)
@@ -275,7 +310,7 @@ def choose(pass_name: str, x_shape, kernel_shape, spec: ConvSpec) -> str:
         impl = "onednn"
     else:
         impl = cached_choices().get(key, {}).get(pass_name)
-        if impl not in IMPLEMENTATIONS:
+        if not valid(impl):
             with jax.ensure_compile_time_eval():  # we may be inside a trace: run, don't stage
                 timings = time_pass(pass_name, x_shape, kernel_shape, spec)
             impl = pick(timings)
@@ -284,11 +319,9 @@ def choose(pass_name: str, x_shape, kernel_shape, spec: ConvSpec) -> str:
         impl = _made.setdefault(key, {}).setdefault(pass_name, impl)
         _changes[0] += 1
     if timings is not None:
-        print(
-            f"jaxdl: convolution {key} {pass_name} on {impl} (timed: oneDNN "
-            f"{timings['onednn']:.2f} ms, XLA {timings['xla']:.2f} ms)",
-            file=sys.stderr,
-        )
+        ms = ", ".join(f"{name} {value:.2f}" for name, value in timings.items())
+        print(f"jaxdl: convolution {key} {pass_name} on {impl} (timed, ms: {ms})",
+              file=sys.stderr)  # fmt: skip
     return impl
 
 
