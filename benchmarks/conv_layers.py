@@ -8,7 +8,9 @@ much of that gap is the convolutions themselves. It traces the model (flax's pla
 mode) to list its convolutions, then times each distinct one alone, in three passes: forward,
 input gradient and weight gradient. jaxdl's passes are `jax.jit` of the convolution a layer
 implementation runs and its VJPs: "xla" is the fast layers' (`jaxdl.ops.fast_cpu`), "onednn"
-the oneDNN kernels' (`jaxdl.ops.onednn`, left out when the library is not built); PyTorch's are
+oneDNN's first kernel for each pass (`jaxdl.ops.onednn`), "auto" the kernel the tuner picked
+for it (`jaxdl.ops.onednn.tuning`, what `--layers auto` runs; both left out when the library
+is not built); PyTorch's are
 `torch.nn.functional.conv2d` (channels_last, no grad) and `aten.convolution_backward` asked
 for one gradient at a time, float32, `--threads` threads.
 
@@ -117,14 +119,20 @@ def time_pass(run, repeats: int, calls: int) -> list[float]:
 
 
 def jaxdl_passes(layer: dict, impl: str):
-    """(forward, input grad, weight grad) thunks for jaxdl's convolution on `impl` ("xla" or
-    "onednn"), each blocking."""
+    """(forward, input grad, weight grad) thunks for jaxdl's convolution on `impl` ("xla",
+    "onednn": oneDNN's first kernel for each pass, or "auto": the kernel the tuner picked, as
+    `--layers auto` runs it), each blocking."""
     import jax
     import numpy as np
 
     from jaxdl.ops import fast_cpu, onednn
+    from jaxdl.ops.onednn import tuning
 
-    function = onednn.conv_general_dilated if impl == "onednn" else fast_cpu.conv_general_dilated
+    function = {
+        "onednn": onednn.conv_general_dilated,
+        "auto": tuning.conv_general_dilated,
+        "xla": fast_cpu.conv_general_dilated,
+    }[impl]
 
     def conv(x, w):
         return function(
@@ -204,7 +212,7 @@ def child(framework: str, layers_file: str, repeats: int, calls: int, threads: i
     print("RESULT " + json.dumps(result), flush=True)
 
 
-FRAMEWORKS = ("xla", "onednn", "torch")
+FRAMEWORKS = ("xla", "onednn", "auto", "torch")
 
 
 def run_child(framework: str, layers_file: str, args) -> dict:
@@ -239,7 +247,7 @@ def main() -> None:
     frameworks = ["xla"]
     print(onednn.status().line())
     if onednn.status().available:
-        frameworks.append("onednn")
+        frameworks += ["onednn", "auto"]
     try:
         import torch
 

@@ -312,3 +312,23 @@ def test_xla_is_chosen_only_when_clearly_faster():
     # the cache's key names the CPU's generation and how the choices were timed
     key = tuning.machine_key()
     assert tuning.cpu_model() in key and tuning.TIMING in key
+
+
+@needs_onednn
+def test_each_of_onednns_kernels_for_a_pass_is_another_and_equals_lax():
+    spec = onednn.ConvSpec((1, 1), (1, 1, 1, 1), (1, 1), 1)
+    x, kernel = case_arrays((4, 12, 12, 16, 3, 16, 1, "SAME", 1, 1))
+    dy = jnp.asarray(np.random.default_rng(2).standard_normal(x.shape[:3] + (16,)), jnp.float32)
+    reference = conv_call(lax.conv_general_dilated, (4, 12, 12, 16, 3, 16, 1, "SAME", 1, 1))
+    want, want_vjp = jax.vjp(reference, x, kernel)
+    want_dx, want_dk = want_vjp(dy)
+    for pass_name in onednn.PASSES:
+        names = [onednn.implementation(pass_name, x.shape, kernel.shape, spec, i) for i in range(2)]
+        assert None not in names and names[0] != names[1], (pass_name, names)
+    for impl in range(2):
+        assert relative_error(jax.jit(onednn.forward, static_argnums=(2, 3))(x, kernel, spec, impl),
+                              want) <= 1e-5  # fmt: skip
+        dx = onednn.backward_data(dy, kernel, x.shape, spec, impl)
+        dk = onednn.backward_weights(x, dy, kernel.shape, spec, impl)
+        assert relative_error(dx, want_dx) <= 1e-5 and relative_error(dk, want_dk) <= 1e-5
+    assert onednn.implementation("forward", x.shape, kernel.shape, spec, 99) is None

@@ -67,8 +67,14 @@ struct ConvPrimitive {
   std::string implementation;
 };
 
+// oneDNN's own primitive cache is off: the primitives are cached here, per key, and with it on,
+// oneDNN 3.2 hands a new primitive descriptor for an op it has seen back at its first
+// implementation, whatever `next_impl` is asked (so every `impl` ran the first one).
 dnnl::engine& cpu_engine() {
-  static dnnl::engine engine(dnnl::engine::kind::cpu, 0);
+  static dnnl::engine engine = [] {
+    dnnl::set_primitive_cache_capacity(0);
+    return dnnl::engine(dnnl::engine::kind::cpu, 0);
+  }();
   return engine;
 }
 

@@ -228,7 +228,7 @@ def run_pass(pass_name: str, impl: str, spec: ConvSpec, a, b, shape=None):
 
 
 # How a pass is timed; part of the cache's key, so choices timed otherwise are timed again.
-TIMING = "best of 5, oneDNN's first 3, XLA by 1.25x"
+TIMING = "best of 5 of oneDNN's first 3 kernels, XLA by 1.25x"
 
 
 def time_pass(pass_name: str, x_shape, kernel_shape, spec: ConvSpec, repeats: int = 5,
