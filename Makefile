@@ -6,7 +6,7 @@ export TFDS_DATA_DIR ?= $(abspath ../shared/tfds)
 
 .PHONY: install test test-slow lint bench clean
 
-# The last line builds the oneDNN convolution kernels (jaxdl/ops/onednn/conv.cc, ~5 s), unless
+# The last line builds the CPU kernels (jaxdl/ops/onednn/conv.cc and batch_norm.cc, ~8 s), unless
 # they are up to date; if they cannot be built it says why in one line and jaxdl runs on XLA.
 install:
 	$(PYTHON) -m venv $(VENV)
