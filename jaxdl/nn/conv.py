@@ -15,7 +15,7 @@ Three implementations sit behind them:
   so) where the library is missing.
 
 The default, "auto", on the CPU backend for float32 layers, runs each pass of each
-convolution on the faster of oneDNN and XLA for its shape, timed once per machine
+convolution on the fastest of oneDNN's kernels and XLA's for its shape, timed once per machine
 (`jaxdl.ops.onednn.tuning`), and BatchNorm as "onednn" does, or is "fast" when the library did
 not load; it is "plain" everywhere else (GPU, TPU, bfloat16, BatchNorm synchronised across
 devices).

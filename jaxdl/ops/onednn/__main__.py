@@ -40,7 +40,10 @@ def main() -> None:
         print(f"  OpenMP threads: {threads}; wait policy {policy}")
     auto = conv_function("auto", jnp.float32)
     if auto is tuning.conv_general_dilated:
-        meaning = "each convolution pass on the faster of oneDNN and XLA, timed once per shape"
+        meaning = (
+            "each convolution pass on the fastest of oneDNN's kernels and XLA's, timed once "
+            "per shape"
+        )
     elif auto is fast_cpu.conv_general_dilated:
         meaning = "XLA's convolutions, written for XLA:CPU (jaxdl.ops.fast_cpu)"
     else:

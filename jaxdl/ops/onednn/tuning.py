@@ -354,6 +354,6 @@ def _tuned_bwd(spec, residuals, dy):
 tuned_conv.defvjp(_tuned_fwd, _tuned_bwd)
 
 
-# The "auto" layers' convolution on CPU: each pass on the faster of oneDNN and XLA for its
-# shape (`choose`); on XLA's path (`fast_cpu`) where oneDNN does not cover the call.
+# The "auto" layers' convolution on CPU: each pass on the fastest of oneDNN's kernels and XLA's
+# for its shape (`choose`); on XLA's path (`fast_cpu`) where oneDNN does not cover the call.
 conv_general_dilated = onednn.covering(tuned_conv)
