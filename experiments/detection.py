@@ -46,13 +46,10 @@ DETECT = TrainConfig(
 )
 DEFAULTS = {
     "detect": DETECT,
-    # the same optimizer and schedule; a zoo classifier with four box outputs, fewer epochs
+    # the same optimizer and schedule; a residual trunk with a pooled class branch and a
+    # positional box branch, fewer epochs
     "localise": dataclasses.replace(
-        DETECT,
-        model="vgg_small",
-        model_options={"batch_norm": True},
-        epochs=10,
-        workdir="runs/localisation",
+        DETECT, model="localiser", epochs=10, workdir="runs/localisation"
     ),
 }
 

@@ -5,6 +5,7 @@ of the parallel mode. Nothing here trains or writes a file but the run directory
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -14,8 +15,8 @@ import jax.numpy as jnp
 
 from jaxdl import data as data_lib
 from jaxdl import models, parallel
-from jaxdl.checkpoint import trained_weights
-from jaxdl.config import DTYPES, TrainConfig
+from jaxdl.checkpoint import Checkpointer, trained_weights
+from jaxdl.config import DTYPES, TrainConfig, config_from_values
 from jaxdl.data.device import DeviceDataset, Preprocess
 from jaxdl.data.sources import ArrayDataset
 from jaxdl.errors import ConfigError
@@ -107,6 +108,36 @@ def start_from_trained(state: TrainState, run_dir: str) -> TrainState:
         f"{fresh_text}"
     )
     return state.replace(params=params, batch_stats=batch_stats)
+
+
+@dataclasses.dataclass(frozen=True)
+class Trained:
+    """A finished (or interrupted) run read back: its latest `state`, its `config` and the
+    `preprocess` its inputs went through (the run's own normalisation, no augmentation)."""
+
+    state: TrainState
+    config: TrainConfig
+    preprocess: Preprocess
+
+
+def restore_trained(run_dir: str) -> Trained:
+    """The run in directory `run_dir` (its config.json and latest checkpoint) for use: to draw,
+    look inside or judge with. One sentence when it is not a run directory or has no
+    checkpoint yet."""
+    rundir = RunDir(run_dir)
+    if not os.path.exists(rundir.file("config.json")):
+        raise ConfigError(
+            f"{run_dir!r} is not a run directory (no config.json); point it at the --workdir "
+            f"of a run."
+        )
+    values = rundir.read_config()
+    config = config_from_values(values)
+    example = data_lib.load(config.dataset, "test", config.data_dir, limit=1)
+    state, _, _ = initial_state(config, example.num_classes, example.image_shape, 1)
+    restored = Checkpointer(rundir.checkpoints).restore_latest(state, config.model, log=log)
+    if restored is None:
+        raise ConfigError(f"{run_dir!r} has no checkpoint yet; train the run first.")
+    return Trained(restored[0], config, Preprocess(tuple(values["mean"]), tuple(values["std"])))
 
 
 @dataclasses.dataclass

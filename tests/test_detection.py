@@ -270,6 +270,33 @@ def test_centernet_shapes_parameters_and_input_check():
         model.init(jax.random.PRNGKey(0), jnp.zeros((1, 90, 90, 1)))
 
 
+def test_localiser_count_by_the_arithmetic_and_its_two_branches():
+    model = models.create("localiser", num_classes=14)  # 10 digits + 4 box numbers
+    variables = model.init(jax.random.PRNGKey(0), jnp.zeros((1, 64, 64, 1)))
+    stem = 3 * 3 * 1 * 32 + 2 * 32  # conv (no bias) + BatchNorm scale and bias
+    stage1 = 2 * (3 * 3 * 32 * 32 + 2 * 32)
+    stage2 = 3 * 3 * 32 * 64 + 3 * 3 * 64 * 64 + 2 * 2 * 64 + 32 * 64 + 2 * 64  # + projection
+    stage3 = 3 * 3 * 64 * 128 + 3 * 3 * 128 * 128 + 2 * 2 * 128 + 64 * 128 + 2 * 128
+    classes = 128 * 10 + 10  # on the globally pooled 128 features
+    box = (128 * 32 + 2 * 32) + (8 * 8 * 32 * 256 + 256) + (256 * 4 + 4)  # the 8x8 grid kept
+    assert stem + stage1 + stage2 + stage3 + classes + box == 837_806
+    assert count_params(variables["params"]) == 837_806
+    # a digit-like blob on the (zero) background, and the same blob 16 pixels further (a
+    # multiple of the trunk's stride 8): the pooled class branch barely sees the move (only
+    # where the trunk's wide fields meet the border), the box branch does
+    blob = jax.random.uniform(jax.random.PRNGKey(1), (12, 12))
+    here = jnp.zeros((64, 64)).at[10:22, 12:24].set(blob)
+    there = jnp.zeros((64, 64)).at[26:38, 28:40].set(blob)
+    outputs = model.apply(variables, jnp.stack([here, there])[..., None])
+    assert outputs.shape == (2, 14)
+    change = lambda part: float(jnp.abs(part[0] - part[1]).max() / jnp.abs(part[0]).max())
+    assert change(outputs[:, :10]) < 0.05 and change(outputs[:, 10:]) > 1.0
+    with pytest.raises(ConfigError, match="give it the number of classes \\+ 4"):
+        models.create("localiser", num_classes=4).init(
+            jax.random.PRNGKey(0), jnp.zeros((1, 64, 64, 1))
+        )
+
+
 def test_the_detector_loss_gradients_match_central_differences():
     digits, classes = fake_digits()
     _, labels = compose_detection(digits, classes, 2, canvas=32, sizes=(8, 16), seed=0)

@@ -177,6 +177,8 @@ def trace(name: str, argv: list[str], root, monkeypatch) -> tuple:
             patch.setattr(module, "train_and_evaluate", recorder)
         if hasattr(module, "run_seed"):
             patch.setattr(module, "run_seed", fake_speedrun_seed(speedrun_calls))
+        if hasattr(module, "analyse"):  # what follows training: its arguments are the trace
+            patch.setattr(module, "analyse", lambda *a: recorder.calls.append(("analyse", a)) or {})
         if hasattr(module, "cost"):  # the zoo's FLOP count compiles each model: not tested here
             patch.setattr(module.cost, "forward_flops", lambda model, shape: 1e9)
             patch.setattr(module.cost, "param_count", lambda model, shape: 1)

@@ -106,3 +106,58 @@ class CenterNet(nn.Module):
 
 
 register("centernet", CenterNet)
+
+
+class Localiser(nn.Module):
+    """Classification plus localisation of one object: f32[B, H, W, C] -> f32[B, num_classes]:
+    num_classes - 4 class logits, then the logits of the box's centre (y, x) and size (h, w)
+    as fractions of the image, the layout `jaxdl.tasks.detection.localisation_objective`
+    reads (the localisation task asks the zoo for K + 4 outputs, as of any classifier).
+
+    A residual trunk (`widths` channels, a stride-2 stem, each later stage halving the grid)
+    feeds two branches. The class branch pools globally, so a digit is recognised the same
+    wherever it sits (a dense head over the flattened grid has to learn each class at every
+    position); the box branch keeps the positions: a 1x1 projection to `box_width` channels,
+    flattened into a hidden dense layer of `box_hidden` units."""
+
+    num_classes: int
+    stage_sizes: Sequence[int] = (1, 1, 1)
+    widths: Sequence[int] = (32, 64, 128)
+    box_width: int = 32
+    box_hidden: int = 256
+    axis_name: str | None = None
+    dtype: Any = jnp.float32
+    layers: str = "auto"
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+        if self.num_classes <= BOX_CHANNELS:
+            raise ConfigError(
+                f"localiser's outputs are the class logits and {BOX_CHANNELS} box numbers, got "
+                f"num_classes {self.num_classes}; give it the number of classes + 4."
+            )
+        if not self.stage_sizes or len(self.widths) != len(self.stage_sizes):
+            raise ConfigError(
+                f"localiser needs one width per stage, got stage_sizes {tuple(self.stage_sizes)}"
+                f" and widths {tuple(self.widths)}."
+            )
+        common = {"axis_name": self.axis_name, "dtype": self.dtype, "layers": self.layers}
+        x = ConvBN(self.widths[0], 3, 2, **common)(x, train)
+        for stage, (blocks, features) in enumerate(zip(self.stage_sizes, self.widths, strict=True)):
+            for index in range(blocks):
+                strides = 2 if stage > 0 and index == 0 else 1
+                x = BasicBlock(features, strides, **common)(x, train)
+        logits = nn.Dense(self.num_classes - BOX_CHANNELS, dtype=self.dtype, name="classes")(
+            x.mean(axis=(1, 2))
+        )
+        grid = ConvBN(self.box_width, 1, **common, name="box_projection")(x, train)
+        hidden = nn.relu(
+            nn.Dense(self.box_hidden, dtype=self.dtype, name="box_hidden")(
+                grid.reshape(grid.shape[0], -1)
+            )
+        )
+        box = nn.Dense(BOX_CHANNELS, dtype=self.dtype, name="box")(hidden)
+        return jnp.concatenate([logits, box], -1)
+
+
+register("localiser", Localiser)

@@ -1,7 +1,10 @@
 """Regenerate a run's plots: `python -m jaxdl.plots RUN_DIR [RUN_DIR ...]`.
 
 With one run directory of a classification run (finished or interrupted), every plot of
-`jaxdl.plots.run` is rewritten to RUN_DIR/plots from its config, metrics and latest checkpoint.
+`jaxdl.plots.run` is rewritten to RUN_DIR/plots from its config, metrics and latest checkpoint,
+and the pictures of what the network learned are drawn beside them (`look_inside`: class
+visualisations, the test patches that excite a middle layer's channels most, gradient,
+SmoothGrad, Grad-CAM and occlusion maps).
 With several, their training curves are also overlaid in one figure (`--out`, default
 `curves_comparison.png`).
 """
@@ -18,7 +21,7 @@ from jaxdl.checkpoint import Checkpointer
 from jaxdl.config import config_from_values
 from jaxdl.errors import ConfigError
 from jaxdl.plots.curves import plot_curves
-from jaxdl.plots.run import save_run_plots
+from jaxdl.plots.run import look_inside, save_run_plots
 from jaxdl.rundir import RunDir
 from jaxdl.tasks.classification import class_probabilities, load_splits
 
@@ -37,7 +40,7 @@ def regenerate(path: str) -> list[str]:
     mean, std = data_lib.channel_stats(train.images)
     preprocess = data_lib.Preprocess(mean, std)
     probabilities = class_probabilities(state, data_lib.to_device(test), preprocess)
-    return save_run_plots(
+    drawn = save_run_plots(
         rundir.plots,
         state,
         rundir.read_metrics(),
@@ -47,6 +50,7 @@ def regenerate(path: str) -> list[str]:
         preprocess,
         probabilities,
     )
+    return drawn + look_inside(rundir.plots, state, test, preprocess, config.seed).paths
 
 
 def main(argv: list[str] | None = None) -> None:

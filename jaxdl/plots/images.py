@@ -147,19 +147,6 @@ def plot_feature_maps(image: np.ndarray, stages, path: str, channels: int = 8) -
     return save_figure(fig, path)
 
 
-def plot_saliency(images: np.ndarray, maps: np.ndarray, titles: Sequence[str], path: str) -> str:
-    """Each uint8 image above its saliency map."""
-    n = len(images)
-    fig, axes = plt.subplots(2, n, figsize=(1.8 * n, 3.8), squeeze=False)
-    for i in range(n):
-        show_image(axes[0, i], images[i])
-        axes[0, i].set_title(titles[i], fontsize=8)
-        axes[1, i].imshow(maps[i], cmap="hot")
-        axes[1, i].axis("off")
-    fig.suptitle("Saliency: gradient of the true class score with respect to the input")
-    return save_figure(fig, path)
-
-
 def kernel_text(kernel: np.ndarray) -> str:
     """A 3x3 kernel's weights as three lines of text; a larger one by its size."""
     if kernel.shape[0] != 3:

@@ -4,10 +4,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable
 from typing import Any
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -15,10 +17,10 @@ from jaxdl.data.augment import normalize
 from jaxdl.data.device import Preprocess
 from jaxdl.data.sources import ArrayDataset
 from jaxdl.metrics import confusion_matrix
-from jaxdl.plots import images
+from jaxdl.plots import images, inside
 from jaxdl.plots.curves import plot_curves, plot_learning_rate
 from jaxdl.state import TrainState
-from jaxdl.tools import introspect
+from jaxdl.tools import attribution, features, introspect
 
 
 def save_curves(out: str, history: list[dict[str, Any]]) -> list[str]:
@@ -98,9 +100,128 @@ def save_run_plots(
     paths.append(
         images.plot_feature_maps(test.images[0], stages, os.path.join(out, "feature_maps.png"))
     )
-    maps = introspect.saliency_maps(state, normalized, jnp.asarray(test.labels[:8]))
+    labels = jnp.asarray(test.labels[:8])
+    maps = {
+        "gradient": np.asarray(attribution.gradient_saliency(state, normalized, labels)),
+        "SmoothGrad": np.asarray(
+            attribution.smoothgrad(state, normalized, labels, jax.random.key(0))
+        ),
+    }
     titles = [test.class_names[label] for label in test.labels[:8]]
     paths.append(
-        images.plot_saliency(test.images[:8], maps, titles, os.path.join(out, "saliency.png"))
+        inside.plot_attributions(test.images[:8], maps, titles, os.path.join(out, "saliency.png"))
     )
     return paths
+
+
+INSIDE_FILES = ("class_visualisations.png", "top_patches.png", "attribution.png")
+
+
+@dataclasses.dataclass
+class Inside:
+    """What `look_inside` drew (`paths`), measured (`figures`: JSON-ready) and made: the class
+    visualisations as model input f32[K, H, W, C] (`visualisations`), for another network to
+    judge."""
+
+    paths: list[str]
+    figures: dict[str, Any]
+    visualisations: jax.Array
+
+
+def top_patch_layer(state: TrainState, image: jax.Array) -> tuple[str, features.ReceptiveField]:
+    """The deepest top-level layer whose units see at most half the image's side (their
+    patches still show a part, not the whole picture), and its receptive field."""
+    chosen = None
+    for name, _ in features.feature_layers(state, image):
+        field = features.receptive_field(state, image, name)
+        if chosen is not None and field.size > image.shape[1] // 2:
+            break
+        chosen = (name, field)
+    return chosen
+
+
+def look_inside(
+    out: str,
+    state: TrainState,
+    test: ArrayDataset,
+    preprocess: Preprocess,
+    seed: int = 0,
+    shown: int = 8,
+    deletion_images: int = 100,
+    channels: int = 6,
+) -> Inside:
+    """Looks inside a trained classifier and draws `INSIDE_FILES` to folder `out`: class
+    visualisations (with the network's probability of each class), the `test` patches that
+    excite the first `channels` channels of a middle layer most, and for the first `shown`
+    test images their gradient, SmoothGrad, Grad-CAM and occlusion maps. Figures: each class
+    visualisation's probability, the Grad-CAM and patch layers, and the deletion test (the
+    `deletion_images` first test images' mean true class probability before and after
+    deleting the 10 % of pixels SmoothGrad, the gradient or chance ranks highest)."""
+    key = jax.random.key(seed)
+    normalized = preprocess.inputs(jnp.asarray(test.images))
+    labels = jnp.asarray(test.labels)
+    low, high = features.pixel_range(preprocess.mean, preprocess.std)
+    classes = jnp.arange(test.num_classes)
+    made, probabilities = features.class_visualisations(
+        state, classes, tuple(test.image_shape), low, high, jax.random.fold_in(key, 1)
+    )
+    own = np.asarray(probabilities)[np.arange(test.num_classes), np.asarray(classes)]
+    paths = [
+        inside.plot_class_visualisations(
+            features.to_pixels(made, preprocess.mean, preprocess.std),
+            test.class_names,
+            own,
+            os.path.join(out, "class_visualisations.png"),
+        )
+    ]
+    figures: dict[str, Any] = {"class_visualisation_probability": own.tolist()}
+    shapes = dict(features.feature_layers(state, normalized[:1]))
+    spatial = any(h * w > 1 for h, w, _ in shapes.values())
+    if spatial:
+        layer, field = top_patch_layer(state, normalized[:1])
+        found = features.top_activations(
+            state, normalized, layer, list(range(min(channels, shapes[layer][-1]))), field=field
+        )
+        paths.append(
+            inside.plot_top_patches(
+                test.images, found, field, layer, os.path.join(out, "top_patches.png")
+            )
+        )
+        figures["top_patch_layer"] = layer
+        figures["top_patch_field"] = field.size
+    few, few_labels = normalized[:shown], labels[:shown]
+    maps = {
+        "gradient": np.asarray(attribution.gradient_saliency(state, few, few_labels)),
+        "SmoothGrad": np.asarray(
+            attribution.smoothgrad(state, few, few_labels, jax.random.fold_in(key, 2))
+        ),
+    }
+    overlay = []
+    if spatial:
+        cam_layer = features.last_feature_layer(state, normalized[:1])
+        maps[f"Grad-CAM\n{cam_layer}"] = np.asarray(
+            attribution.grad_cam(state, few, few_labels, cam_layer)
+        )
+        overlay.append(f"Grad-CAM\n{cam_layer}")
+        figures["grad_cam_layer"] = cam_layer
+    patch = max(2, test.image_shape[0] // 4)
+    maps["occlusion"] = attribution.occlusion(state, few, few_labels, patch=patch)
+    titles = [test.class_names[label] for label in test.labels[:shown]]
+    paths.append(
+        inside.plot_attributions(
+            test.images[:shown], maps, titles, os.path.join(out, "attribution.png"), overlay
+        )
+    )
+    judged, judged_labels = normalized[:deletion_images], labels[:deletion_images]
+    ranked = {
+        "SmoothGrad": attribution.smoothgrad(
+            state, judged, judged_labels, jax.random.fold_in(key, 3)
+        ),
+        "gradient": attribution.gradient_saliency(state, judged, judged_labels),
+    }
+    figures["deletion"] = {
+        name: attribution.deletion_test(state, judged, judged_labels, np.asarray(values), seed=seed)
+        for name, values in ranked.items()
+    }
+    figures["deletion_images"] = int(len(judged))
+    return Inside(paths, figures, made)

@@ -27,11 +27,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxdl import data as data_lib
 from jaxdl.adversarial import GANState, create_gan_state, gan_train_step, generate
-from jaxdl.build import create_model, initial_state
-from jaxdl.checkpoint import Checkpointer
-from jaxdl.config import TrainConfig, config_from_values
+from jaxdl.build import create_model, restore_trained
+from jaxdl.config import TrainConfig
 from jaxdl.data.augment import Augmentation
 from jaxdl.data.device import DeviceDataset
 from jaxdl.data.sources import ArrayDataset
@@ -106,14 +104,8 @@ def load_judge(run_dir: str) -> Judge:
             f"{run_dir!r} is not a run directory (no config.json); train a judge with "
             f"`python -m experiments.lenet_mnist --workdir {run_dir}` or drop --judge."
         )
-    values = rundir.read_config()
-    config = config_from_values(values)
-    example = data_lib.load(config.dataset, "test", config.data_dir, limit=1)
-    state, _, _ = initial_state(config, example.num_classes, example.image_shape, 1)
-    restored = Checkpointer(rundir.checkpoints).restore_latest(state, config.model, log=log)
-    if restored is None:
-        raise ConfigError(f"{run_dir!r} has no checkpoint; train the judge first.")
-    return Judge(restored[0], tuple(values["mean"]), tuple(values["std"]), run_dir=run_dir)
+    trained = restore_trained(run_dir)
+    return Judge(trained.state, trained.preprocess.mean, trained.preprocess.std, run_dir=run_dir)
 
 
 def class_fractions(probabilities: np.ndarray) -> np.ndarray:

@@ -1,16 +1,15 @@
 """Looking inside a trained network: every convolution's output for an image, the first layer's
-filters, the feature maps after each stage, and saliency maps (gradients of a class score with
-respect to the input). Computations only; `jaxdl.plots.images` draws them."""
+filters and the feature maps after each stage. Computations only; `jaxdl.plots.images` draws
+them. What units respond to is `jaxdl.tools.features`, which pixels a decision rests on
+`jaxdl.tools.attribution`."""
 
 from __future__ import annotations
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from jaxdl.nn.conv import Conv
 from jaxdl.state import TrainState
-from jaxdl.step import predict
 
 
 def _in_call_order(tree, path=()):
@@ -69,14 +68,3 @@ def conv_stage_outputs(outputs, max_stages: int = 4):
         else:
             stages.append((name, fmap))
     return stages[:max_stages]
-
-
-def saliency_maps(state: TrainState, images: jax.Array, labels: jax.Array) -> np.ndarray:
-    """|d score(true class) / d input|, max over channels: f32[B, H, W] (Simonyan et al. 2014)."""
-
-    def score(x):
-        logits = predict(state, x)
-        return jnp.sum(jnp.take_along_axis(logits, labels[:, None], axis=1))
-
-    grads = jax.jit(jax.grad(score))(images)
-    return np.asarray(jnp.max(jnp.abs(grads), axis=-1))
