@@ -43,7 +43,7 @@ from jaxdl.train import train_and_evaluate
 
 DEFAULTS = dataclasses.replace(
     cifar_resnet.DEFAULTS,
-    epochs=15,
+    epochs=10,
     time_budget_minutes=0.0,
     plots=False,
     quiet=True,

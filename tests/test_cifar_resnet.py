@@ -9,7 +9,7 @@ import pytest
 
 from experiments import cifar_resnet
 from jaxdl.plots import __main__ as plots
-from jaxdl.plots.run import PLOT_FILES
+from jaxdl.plots.run import INSIDE_FILES, PLOT_FILES
 
 # one short real CIFAR-10 run (several minutes) serves every test here
 pytestmark = pytest.mark.slow
@@ -80,6 +80,6 @@ def test_plots_command_regenerates_and_compares(short_run, tmp_path):
         os.remove(workdir / "plots" / name)
     out = tmp_path / "compare.png"
     plots.main([str(workdir), str(workdir), "--out", str(out)])
-    for name in PLOT_FILES:
+    for name in PLOT_FILES + INSIDE_FILES:  # and the pictures of what the network learned
         assert_real_png(workdir / "plots" / name)
     assert_real_png(out)

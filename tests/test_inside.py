@@ -244,3 +244,43 @@ def test_gaussian_blur_keeps_a_constant_interior_and_the_total():
     assert float(jnp.abs(blurred[..., 1]).max()) == 0.0  # channels stay apart
     flat = features.gaussian_blur(jnp.ones((1, 9, 9, 1)), 0.5)
     assert float(flat[0, 4, 4, 0]) == pytest.approx(1.0, rel=1e-6)
+
+
+@pytest.mark.slow
+def test_looking_inside_experiment_end_to_end(tmp_path, data_dir):
+    from experiments import looking_inside
+
+    tiny = ["--train_limit", "300", "--test_limit", "120", "--epochs", "1", "--batch_size", "50"]
+    results = looking_inside.main(
+        [*tiny, "--deletion_images", "20", "--workdir", str(tmp_path), "--data_dir", data_dir]
+    )
+    assert results["run_dir"].endswith("seed_0") and results["second_run_dir"].endswith("seed_1")
+    assert len(results["class_visualisation_probability"]) == 10
+    assert len(results["second_network_probability"]) == 10
+    assert 0 <= results["second_network_correct"] <= 1
+    assert results["top_patch_layer"].startswith(("ConvBN", "BasicBlock"))
+    assert results["grad_cam_layer"] == "BasicBlock_8"  # ResNet-20's last 8x8 block
+    assert results["deletion_images"] == 20
+    for ranking in ("SmoothGrad", "gradient"):
+        figures = results["deletion"][ranking]
+        assert set(figures) == {"original", "top_deleted", "random_deleted"}
+    for name in ("class_visualisations.png", "top_patches.png", "attribution.png"):
+        assert (tmp_path / "plots" / name).stat().st_size > 10_000
+    # the trained runs are reused, not trained again, by a second call on another network
+    again = looking_inside.main(
+        [
+            *tiny,
+            "--deletion_images",
+            "20",
+            "--workdir",
+            str(tmp_path / "again"),
+            "--run_dir",
+            results["second_run_dir"],
+            "--second_run_dir",
+            results["run_dir"],
+            "--data_dir",
+            data_dir,
+        ]
+    )
+    assert again["run_dir"] == results["second_run_dir"]
+    assert not (tmp_path / "again" / "seed_0").exists()

@@ -41,6 +41,26 @@ def upsample(x: jax.Array, height: int, width: int) -> jax.Array:
     return jax.image.resize(x, (x.shape[0], height, width, x.shape[-1]), "nearest")
 
 
+def residual_trunk(
+    x: jax.Array,
+    train: bool,
+    stage_sizes: Sequence[int],
+    widths: Sequence[int],
+    common: dict[str, Any],
+) -> list[jax.Array]:
+    """The trunk of the detector and the localiser, built in the calling module: a stride-2
+    3x3 conv-BN-ReLU stem, then `stage_sizes[i]` residual blocks of `widths[i]` channels per
+    stage, each stage after the first halving the grid. Returns every stage's output."""
+    x = ConvBN(widths[0], 3, 2, **common)(x, train)
+    stages = []
+    for stage, (blocks, features) in enumerate(zip(stage_sizes, widths, strict=True)):
+        for index in range(blocks):
+            strides = 2 if stage > 0 and index == 0 else 1
+            x = BasicBlock(features, strides, **common)(x, train)
+        stages.append(x)
+    return stages
+
+
 class CenterNet(nn.Module):
     """See the module docstring. `stage_sizes` residual blocks per stage at `widths` channels
     (the first stage at stride 2); the pyramid and the heads are `head_width` wide."""
@@ -74,13 +94,7 @@ class CenterNet(nn.Module):
         conv = lambda features, name: Conv(
             features, 1, dtype=self.dtype, layers=self.layers, name=name
         )
-        x = ConvBN(self.widths[0], 3, 2, **common)(x, train)
-        stages = []
-        for stage, (blocks, features) in enumerate(zip(self.stage_sizes, self.widths, strict=True)):
-            for index in range(blocks):
-                strides = 2 if stage > 0 and index == 0 else 1
-                x = BasicBlock(features, strides, **common)(x, train)
-            stages.append(x)
+        stages = residual_trunk(x, train, self.stage_sizes, self.widths, common)
         # top-down from the coarsest stage to stride 4 (the second stage)
         merged = conv(self.head_width, f"lateral{len(stages) - 1}")(stages[-1])
         for stage in range(len(stages) - 2, 0, -1):
@@ -142,11 +156,7 @@ class Localiser(nn.Module):
                 f" and widths {tuple(self.widths)}."
             )
         common = {"axis_name": self.axis_name, "dtype": self.dtype, "layers": self.layers}
-        x = ConvBN(self.widths[0], 3, 2, **common)(x, train)
-        for stage, (blocks, features) in enumerate(zip(self.stage_sizes, self.widths, strict=True)):
-            for index in range(blocks):
-                strides = 2 if stage > 0 and index == 0 else 1
-                x = BasicBlock(features, strides, **common)(x, train)
+        x = residual_trunk(x, train, self.stage_sizes, self.widths, common)[-1]
         logits = nn.Dense(self.num_classes - BOX_CHANNELS, dtype=self.dtype, name="classes")(
             x.mean(axis=(1, 2))
         )
