@@ -193,6 +193,28 @@ def test_clustering_accuracy_takes_the_best_matching():
         clustering_accuracy(labels, clusters[:-1])
 
 
+def test_whitened_codes_cluster_alike_under_any_invertible_linear_map():
+    from jaxdl.tasks.reconstruction import kmeans_accuracy, whiten
+
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(3), 100)
+    centres = rng.normal(size=(3, 4)) * 3
+    points = centres[labels] + rng.normal(size=(300, 4))
+    white = whiten(points)
+    np.testing.assert_allclose(white.mean(0), 0, atol=1e-9)
+    np.testing.assert_allclose(np.cov(white.T, bias=False), np.eye(4), atol=1e-9)
+    # a code a decoder could read as well: stretched a thousandfold along one direction,
+    # which misleads plain k-means and not the whitened one
+    stretch = np.diag([1000.0, 1, 1, 1]) @ np.linalg.qr(rng.normal(size=(4, 4)))[0]
+    other = points @ stretch
+    # whitened, both are the same points up to a rotation: the same distances (Mahalanobis')
+    distances = lambda x: np.linalg.norm(x[:, None] - x[None], axis=-1)
+    np.testing.assert_allclose(distances(whiten(other)), distances(white), atol=1e-6)
+    whitened = kmeans_accuracy(whiten(other), labels, 3, seed=0)
+    assert whitened == kmeans_accuracy(white, labels, 3, seed=0) > 0.9
+    assert kmeans_accuracy(other, labels, 3, seed=0) < whitened
+
+
 def test_auroc_counts_pairs_and_ties():
     assert auroc([0.1, 0.2], [0.3, 0.4]) == 1.0
     assert auroc([0.3, 0.4], [0.1, 0.2]) == 0.0

@@ -61,6 +61,8 @@ PROBES = {
     "init_from": "a_trained_run",
     "freeze": "Dense",
     "prompt": "class ",
+    "run_dir": "a_trained_run",
+    "second_run_dir": "another_trained_run",
     "text_root": "other_sources",
     "models": "resnet32",
     "optimizers": "adam",

@@ -7,7 +7,8 @@ and `target="image"`: pixels in [0, 1] (`normalization`), the batch's image as t
 Autoencoding (`python -m experiments.autoencoder`): mean squared error per pixel. On the test
 split, each figure beside the same figure of PCA with as many components as the code has,
 fitted on the same training images: the reconstruction MSE; k-means (k = 10, 10 starts)
-clustering accuracy on the codes, on the raw pixels and on the PCA codes; the AUROC of
+clustering accuracy on the codes (whitened: `whiten`), on the raw pixels and on the PCA codes
+(as they are and whitened); the AUROC of
 telling anomalies by reconstruction error — a digit held out of training against the other
 digits, and MNIST against grey-scaled CIFAR-10 test images resized to 28x28.
 
@@ -125,6 +126,17 @@ def pca_scores(train: np.ndarray, components: int, seed: int, *splits: np.ndarra
         error = np.mean(np.square(pca.inverse_transform(codes) - split), axis=1)
         out.append((codes, error))
     return out
+
+
+def whiten(points: np.ndarray) -> np.ndarray:
+    """f[N, D] -> f64[N, D]: centred, rotated onto the principal axes and scaled to unit
+    variance on each (scikit-learn's `PCA(whiten=True)`). An autoencoder's code is only
+    defined up to an invertible linear map (the decoder's first linear layer can undo any),
+    so k-means, which measures plain Euclidean distance, reads it whitened: its clusters are
+    then the same whichever of those codes training happened to find."""
+    from sklearn.decomposition import PCA
+
+    return PCA(whiten=True, random_state=0).fit_transform(np.asarray(points, np.float64))
 
 
 def kmeans_accuracy(points: np.ndarray, labels: np.ndarray, clusters: int, seed: int) -> float:
@@ -249,6 +261,9 @@ class Autoencoding(Classification):
             "test_mse": metrics["loss"],
             "pca_test_mse": float(np.mean(scores["pca_error"])),
             "clustering_accuracy_codes": kmeans_accuracy(
+                whiten(scores["codes"]), labels, clusters, config.seed
+            ),
+            "clustering_accuracy_raw_codes": kmeans_accuracy(
                 scores["codes"], labels, clusters, config.seed
             ),
             "clustering_accuracy_pixels": kmeans_accuracy(
@@ -256,6 +271,9 @@ class Autoencoding(Classification):
             ),
             "clustering_accuracy_pca": kmeans_accuracy(
                 scores["pca_codes"], labels, clusters, config.seed
+            ),
+            "clustering_accuracy_whitened_pca": kmeans_accuracy(
+                whiten(scores["pca_codes"]), labels, clusters, config.seed
             ),
             "auroc_outliers": auroc(scores["error"], scores["outlier_error"]),
             "pca_auroc_outliers": auroc(scores["pca_error"], scores["pca_outlier_error"]),
@@ -272,7 +290,8 @@ class Autoencoding(Classification):
         code = f"PCA-{results['pca_components']}"
         log(
             f"clustering accuracy, k-means on the codes: "
-            f"{100 * results['clustering_accuracy_codes']:.2f} %"
+            f"{100 * results['clustering_accuracy_codes']:.2f} % (whitened; as they are: "
+            f"{100 * results['clustering_accuracy_raw_codes']:.2f} %)"
         )
         log(
             f"clustering accuracy, k-means on raw pixels: "
@@ -280,7 +299,8 @@ class Autoencoding(Classification):
         )
         log(
             f"clustering accuracy, k-means on {code} codes: "
-            f"{100 * results['clustering_accuracy_pca']:.2f} %"
+            f"{100 * results['clustering_accuracy_pca']:.2f} % (whitened: "
+            f"{100 * results['clustering_accuracy_whitened_pca']:.2f} %)"
         )
         if "auroc_held_out_digit" in results:
             log(
