@@ -139,6 +139,20 @@ class Checkpointer:
             )
         return None
 
+    def restore_best(self, target: TrainState, model_name: str) -> TrainState | None:
+        """The best/ checkpoint's state (the best epoch by the run's selection metric so
+        far), or None when there is none; a checkpoint of another model raises as
+        `restore_latest` does."""
+        step = self._best.best_step()
+        if step is None:
+            return None
+        meta = self._best.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
+        self._check_compatible(meta["meta"], target, model_name)
+        restored = self._best.restore(
+            step, args=ocp.args.Composite(state=ocp.args.StandardRestore(_state_dict(target)))
+        )["state"]
+        return serialization.from_state_dict(target, restored)
+
     def _check_compatible(self, meta: dict, target: TrainState, model_name: str) -> None:
         expected = count_params(target.params)
         if meta.get("model") != model_name or meta.get("parameters") != expected:

@@ -151,18 +151,21 @@ def fit(
     start_epoch: int = 1,
     start_index: int = 0,
     history: list[dict[str, Any]] | None = None,
+    best_state: Any = None,
     local_state: Callable[[Any], Any] = lambda state: state,
     max_bad_steps: int = 20,
     hooks: Sequence[Hook] = (),
 ) -> FitResult:
     """Trains `state` for `epochs` epochs of at most `steps_per_epoch` steps (see the module
     docstring for the plug-ins) and returns a `FitResult`. `history` holds the records of
-    epochs finished before a resume. `local_state` maps the (possibly replicated) state to a
-    single-device one for checkpoints. After `max_bad_steps` consecutive skipped steps it
-    raises `NonFiniteError` (checked every 20 steps, so the host rarely waits for the
-    device). Checkpoints are also written every `checkpoint_every_steps` steps and every
-    `checkpoint_every_minutes` minutes of wall time. On SIGTERM / SIGINT it checkpoints and
-    raises `Preempted` (see the module docstring)."""
+    epochs finished before a resume, `best_state` the state of its best epoch (with early
+    stopping, what is returned unless a later epoch beats it). `local_state` maps the
+    (possibly replicated) state to a single-device one for checkpoints. After
+    `max_bad_steps` consecutive skipped steps it raises `NonFiniteError` (checked every 20
+    steps, so the host rarely waits for the device). Checkpoints are also written every
+    `checkpoint_every_steps` steps and every `checkpoint_every_minutes` minutes of wall
+    time. On SIGTERM / SIGINT it checkpoints and raises `Preempted` (see the module
+    docstring)."""
     steps = steps_per_epoch
     compiled: list[tuple[Callable, Any, Callable]] = []
     compile_seconds = 0.0
@@ -182,7 +185,7 @@ def fit(
         return executable
 
     history = list(history or [])
-    best_score, best_epoch, best_state = None, 0, None
+    best_score, best_epoch = None, 0
     for record in history:
         score = selection.score(record)
         if score is not None and selection.better(score, best_score):

@@ -101,10 +101,12 @@ def _fit(run: Run, evaluators: list, epochs_cap: int) -> FitResult:
     checkpointer = Checkpointer(
         rundir.checkpoints, config.keep_checkpoints, run.task.selection.mode
     )
-    state, start_epoch, start_index, history = run.state, 1, 0, []
+    state, start_epoch, start_index, history, best_state = run.state, 1, 0, [], None
     resumed = checkpointer.restore_latest(state, config.model, log=log)
     if resumed is not None:
         state, meta = resumed
+        if config.early_stopping_patience:  # what the run returns unless a later epoch beats it
+            best_state = checkpointer.restore_best(run.state, config.model)
         start_epoch, start_index = meta["epoch"], meta["index"]
         history = rundir.read_metrics(before_epoch=start_epoch)
         tuning.pin(rundir.read_conv_choices(), rundir.file(CONV_CHOICES))
@@ -157,6 +159,7 @@ def _fit(run: Run, evaluators: list, epochs_cap: int) -> FitResult:
             start_epoch=start_epoch,
             start_index=start_index,
             history=history,
+            best_state=None if best_state is None else run.runner.put_state(best_state),
             local_state=run.runner.local_state,
             max_bad_steps=config.max_bad_steps,
             hooks=hooks,

@@ -271,3 +271,47 @@ def test_two_networks_two_optimizers_train_and_resume_exactly(tmp_path):
     rest = fit(restored, epochs=3, start_epoch=position["epoch"], **options)
     chex.assert_trees_all_equal(rest.state, whole.state)
     assert os.path.isdir(directory)
+
+
+def test_a_resumed_run_still_returns_its_best_epoch(tmp_path):
+    """With early stopping, a run returns its best epoch's state; resumed after that epoch
+    (here: finished and run again), the best state comes back from checkpoints/best."""
+    options = dict(train_step=alternating_step, batches=real_batches, steps_per_epoch=4, quiet=True)
+    selection = Selection("val_accuracy", "max")
+    meta = {"model": "two_players", "parameters": 12}
+    directory = str(tmp_path / "checkpoints")
+    checkpointer = Checkpointer(directory, best_mode="max")
+    first = fit(
+        two_players(),
+        epochs=3,
+        evaluators=[Scripted("val_accuracy", [0.5, 0.9, 0.7])],
+        selection=selection,
+        early_stopping_patience=5,
+        rundir=RunDir(str(tmp_path)),
+        checkpointer=checkpointer,
+        checkpoint_meta=meta,
+        **options,
+    )
+    assert first.best_epoch == 2 and int(first.state.step) == 8  # epoch 2's state, not 3's
+    latest, position = checkpointer.restore_latest(two_players(), "two_players")
+    best = checkpointer.restore_best(two_players(), "two_players")
+    checkpointer.close()
+    assert int(latest.step) == 12 and int(best.step) == 8
+    chex.assert_trees_all_equal(best.params, first.state.params)
+    history = RunDir(str(tmp_path)).read_metrics(before_epoch=position["epoch"])
+    for kept, expected in ((None, latest), (best, best)):
+        again = fit(
+            latest,
+            epochs=3,
+            selection=selection,
+            early_stopping_patience=5,
+            start_epoch=position["epoch"],
+            history=history,
+            best_state=kept,
+            **options,
+        )
+        assert again.best_epoch == 2
+        chex.assert_trees_all_equal(again.state.params, expected.params)
+    empty = Checkpointer(str(tmp_path / "none"))
+    assert empty.restore_best(two_players(), "two_players") is None
+    empty.close()

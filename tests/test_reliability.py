@@ -242,3 +242,18 @@ def test_config_repeats_a_run_and_options_beside_it_override(tmp_path, data_dir,
         assert (json.load(f)["epochs"]) == 1
     with pytest.raises(ConfigError, match="--config .*nowhere: no such run directory"):
         mnist_mlp.main(["--config", str(tmp_path / "nowhere")])
+
+
+def test_a_finished_run_run_again_tests_its_best_epoch(tmp_path, data_dir):
+    """With early stopping the test figure is the best validation epoch's; running the
+    finished run again (it resumes, finds nothing left to train and tests) gives the same."""
+    argv = [
+        *("--train_limit", "600", "--test_limit", "200", "--epochs", "4", "--quiet"),
+        *("--lr", "0.5", "--early_stopping_patience", "10", "--seed", "1"),
+        *("--workdir", str(tmp_path / "run"), "--data_dir", data_dir),
+    ]
+    first = mnist_mlp.main(argv)
+    assert first["best_epoch"] < first["epochs_run"] == 4, "the best epoch must not be the last"
+    again = mnist_mlp.main(argv)
+    assert again["best_epoch"] == first["best_epoch"]
+    assert again["test_accuracy"] == first["test_accuracy"]
