@@ -8,7 +8,8 @@ directory, are reused or resumed when they are there), or takes trained classifi
 - class visualisations: one input per class made by gradient ascent on that class's score
   (jitter, blur and decay keep it image-like), with the probability the network gives it and
   the share of them the second network classifies as the class they were made for;
-- the nine test patches that excite each of a middle layer's first channels most;
+- the nine test patches that excite each of `--channels` of a layer most (`--patch_layer`;
+  by default the deepest whose units see at most half the image);
 - the gradient, SmoothGrad, Grad-CAM and occlusion maps of test images;
 - the deletion test: the mean true class probability of the first `--deletion_images` test
   images before and after deleting (setting to the mean colour) the 10 % of pixels SmoothGrad
@@ -66,6 +67,18 @@ def parser() -> argparse.ArgumentParser:
         "(default: train one here with the next seed)",
     )
     result.add_argument(
+        "--patch_layer",
+        default=None,
+        help="top-level layer whose channels' top patches are drawn, e.g. BasicBlock_4 "
+        "(default: the deepest whose units see at most half the image)",
+    )
+    result.add_argument(
+        "--channels",
+        type=lambda text: tuple(int(c) for c in text.split(",")),
+        default=tuple(range(6)),
+        help="channels of that layer, comma-separated (default: 0,1,2,3,4,5)",
+    )
+    result.add_argument(
         "--deletion_images",
         type=int,
         default=100,
@@ -89,11 +102,20 @@ def main(argv: list[str] | None = None) -> dict:
     start = time.perf_counter()
     first_dir = args.run_dir or trained_run(config, config.seed)
     second_dir = args.second_run_dir or trained_run(config, config.seed + 1)
-    results = analyse(first_dir, second_dir, config, args.deletion_images)
+    results = analyse(
+        first_dir, second_dir, config, args.deletion_images, args.patch_layer, args.channels
+    )
     return cli.finish(config.workdir, results, start)
 
 
-def analyse(first_dir: str, second_dir: str, config, deletion_images: int) -> dict:
+def analyse(
+    first_dir: str,
+    second_dir: str,
+    config,
+    deletion_images: int,
+    patch_layer: str | None = None,
+    channels: tuple[int, ...] = tuple(range(6)),
+) -> dict:
     """Looks inside the network of run `first_dir`, judges its class visualisations with
     that of `second_dir`, prints every figure and returns them (plots go to `config.workdir`)."""
     first, second = restore_trained(first_dir), restore_trained(second_dir)
@@ -106,6 +128,8 @@ def analyse(first_dir: str, second_dir: str, config, deletion_images: int) -> di
         first.preprocess,
         seed=config.seed,
         deletion_images=deletion_images,
+        patch_layer=patch_layer,
+        channels=channels,
     )
     figures = inside.figures
     own = np.asarray(figures["class_visualisation_probability"])

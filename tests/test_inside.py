@@ -278,9 +278,14 @@ def test_looking_inside_experiment_end_to_end(tmp_path, data_dir):
             results["second_run_dir"],
             "--second_run_dir",
             results["run_dir"],
+            "--patch_layer",
+            "BasicBlock_4",
+            "--channels",
+            "3,20",
             "--data_dir",
             data_dir,
         ]
     )
     assert again["run_dir"] == results["second_run_dir"]
+    assert again["top_patch_layer"] == "BasicBlock_4" and again["top_patch_field"] > 15
     assert not (tmp_path / "again" / "seed_0").exists()

@@ -62,6 +62,8 @@ PROBES = {
     "freeze": "Dense",
     "prompt": "class ",
     "run_dir": "a_trained_run",
+    "patch_layer": "BasicBlock_4",
+    "channels": "7,8",
     "second_run_dir": "another_trained_run",
     "text_root": "other_sources",
     "models": "resnet32",

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
@@ -148,11 +148,14 @@ def look_inside(
     seed: int = 0,
     shown: int = 8,
     deletion_images: int = 100,
-    channels: int = 6,
+    patch_layer: str | None = None,
+    channels: Sequence[int] = tuple(range(6)),
 ) -> Inside:
     """Looks inside a trained classifier and draws `INSIDE_FILES` to folder `out`: class
     visualisations (with the network's probability of each class), the `test` patches that
-    excite the first `channels` channels of a middle layer most, and for the first `shown`
+    excite `channels` of top-level layer `patch_layer` most (None: the deepest whose units
+    see at most half the image; channels past the layer's last are left out), and for the
+    first `shown`
     test images their gradient, SmoothGrad, Grad-CAM and occlusion maps. Figures: each class
     visualisation's probability, the Grad-CAM and patch layers, and the deletion test (the
     `deletion_images` first test images' mean true class probability before and after
@@ -178,10 +181,13 @@ def look_inside(
     shapes = dict(features.feature_layers(state, normalized[:1]))
     spatial = any(h * w > 1 for h, w, _ in shapes.values())
     if spatial:
-        layer, field = top_patch_layer(state, normalized[:1])
-        found = features.top_activations(
-            state, normalized, layer, list(range(min(channels, shapes[layer][-1]))), field=field
-        )
+        if patch_layer is None:
+            layer, field = top_patch_layer(state, normalized[:1])
+        else:
+            layer = patch_layer
+            field = features.receptive_field(state, normalized[:1], layer)
+        chosen = [c for c in channels if c < shapes[layer][-1]] or [0]
+        found = features.top_activations(state, normalized, layer, chosen, field=field)
         paths.append(
             inside.plot_top_patches(
                 test.images, found, field, layer, os.path.join(out, "top_patches.png")
