@@ -17,8 +17,8 @@ import pytest
 
 from jaxdl import models
 from jaxdl.data.augment import Augmentation
-from jaxdl.data.boxes import pack, random_zoom_shift, unpack
-from jaxdl.data.compose import box_iou, compose_detection, tight_box
+from jaxdl.data.boxes import iou_matrix, pack, random_zoom_shift, unpack
+from jaxdl.data.compose import compose_detection, tight_box
 from jaxdl.data.device import Preprocess
 from jaxdl.detection import centernet, evaluation
 from jaxdl.errors import ConfigError
@@ -55,7 +55,7 @@ def test_canvases_hold_tight_non_overlapping_boxes_of_the_asked_sizes():
             covered[y0:y1, x0:x1] = True
         assert not image[~covered].any()  # nothing drawn outside the boxes
         for i in range(len(boxes)):
-            assert box_iou(boxes[i], np.delete(boxes, i, 0)).max(initial=0) <= 0.3
+            assert iou_matrix(boxes[i], np.delete(boxes, i, 0)).max(initial=0) <= 0.3
 
 
 def test_canvases_are_seeded_and_stable():

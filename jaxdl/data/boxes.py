@@ -21,6 +21,19 @@ FIELDS = 6
 BOX, CLASS, VALID = slice(0, 4), 4, 5
 
 
+def iou_matrix(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
+    """f64[n, m]: intersection over union of every box of f[n, 4] with every box of f[m, 4]
+    (y0, x0, y1, x1); 0 where both are empty."""
+    a = np.asarray(boxes_a, np.float64).reshape(-1, 4)
+    b = np.asarray(boxes_b, np.float64).reshape(-1, 4)
+    top_left = np.maximum(a[:, None, :2], b[None, :, :2])
+    bottom_right = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = np.prod(np.clip(bottom_right - top_left, 0.0, None), -1)
+    area = lambda x: (x[:, 2] - x[:, 0]) * (x[:, 3] - x[:, 1])
+    union = area(a)[:, None] + area(b)[None, :] - inter
+    return np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
+
+
 def pack(boxes: list[np.ndarray], classes: list[np.ndarray], max_objects: int) -> np.ndarray:
     """f32[N, max_objects, 6] from each example's boxes f32[m, 4] (y0, x0, y1, x1) and class
     ids i[m]; padding rows are all 0."""

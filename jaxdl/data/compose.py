@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from jaxdl.data.boxes import iou_matrix, pack
 from jaxdl.errors import ConfigError
 
 BACKGROUND = 0
@@ -54,16 +55,6 @@ def tight_box(pixels: np.ndarray) -> tuple[int, int, int, int]:
     return int(rows[0]), int(cols[0]), int(rows[-1]) + 1, int(cols[-1]) + 1
 
 
-def box_iou(box: np.ndarray, others: np.ndarray) -> np.ndarray:
-    """f64[n]: intersection over union of box f[4] with each of others f[n, 4] (y0, x0, y1, x1)."""
-    others = np.asarray(others, np.float64).reshape(-1, 4)
-    top_left = np.maximum(box[:2], others[:, :2])
-    bottom_right = np.minimum(box[2:], others[:, 2:])
-    inter = np.prod(np.clip(bottom_right - top_left, 0, None), -1)
-    area = lambda b: np.prod(b[..., 2:] - b[..., :2], -1)
-    return inter / (area(np.asarray(box, np.float64)) + area(others) - inter)
-
-
 def scaled_digit(digit: np.ndarray, size: int) -> np.ndarray:
     """uint8[h, w] digit cropped to its non-zero pixels and resized (bilinear, aspect kept) so
     its longer side is `size` pixels; cropped again to what is non-zero after resizing."""
@@ -98,8 +89,6 @@ def compose_detection(
     earlier box with IoU above `max_iou` (a digit that finds no such place in 100 draws is
     left out). Overlapping pixels keep the brighter value. The same arguments give the same
     canvases."""
-    from jaxdl.data.boxes import pack
-
     low, high = digits
     if not 1 <= low <= high:
         raise ConfigError(f"digits per canvas must be 1 <= low <= high, got {digits}.")
@@ -120,7 +109,7 @@ def compose_detection(
             for _attempt in range(100):
                 top, left = rng.integers(0, canvas - h + 1), rng.integers(0, canvas - w + 1)
                 box = np.array([top, left, top + h, left + w], np.float32)
-                if not boxes or box_iou(box, np.stack(boxes)).max() <= max_iou:
+                if not boxes or iou_matrix(box, np.stack(boxes)).max() <= max_iou:
                     break
             else:
                 continue

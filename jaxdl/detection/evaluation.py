@@ -21,22 +21,12 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from jaxdl.data.boxes import iou_matrix
+
 IOU_THRESHOLDS = np.linspace(0.5, 0.95, 10)
 RECALL_POINTS = np.linspace(0.0, 1.0, 101)
 Detections = tuple[np.ndarray, np.ndarray, np.ndarray]  # boxes f[n, 4], classes i[n], scores f[n]
 Truths = tuple[np.ndarray, np.ndarray]  # boxes f[m, 4], classes i[m]
-
-
-def iou_matrix(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
-    """f64[n, m]: intersection over union of every box of f[n, 4] with every box of f[m, 4]."""
-    a = np.asarray(boxes_a, np.float64).reshape(-1, 4)
-    b = np.asarray(boxes_b, np.float64).reshape(-1, 4)
-    top_left = np.maximum(a[:, None, :2], b[None, :, :2])
-    bottom_right = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.prod(np.clip(bottom_right - top_left, 0.0, None), -1)
-    area = lambda x: (x[:, 2] - x[:, 0]) * (x[:, 3] - x[:, 1])
-    union = area(a)[:, None] + area(b)[None, :] - inter
-    return np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
 
 
 def by_score(scores: np.ndarray) -> np.ndarray:

@@ -242,11 +242,12 @@ class Detection(Classification):
             names,
             f"{run.rundir.plots}/detections.png",
         )
-        curves = evaluation.precision_recall_curves(detections, truths, names)
-        ap = evaluation.average_precisions(detections, truths, len(names), thresholds=(0.5,))
+        curves = evaluation.precision_recall_curves(
+            detections, truths, names, max_detections=self.max_detections
+        )
         plot_precision_recall(
             curves,
-            dict(zip(names, map(float, ap[0]), strict=True)),
+            {name: evaluation.average_precision(*curve) for name, curve in curves.items()},
             f"{run.rundir.plots}/precision_recall.png",
         )
         save_curves(run.rundir.plots, history)
