@@ -128,11 +128,14 @@ class Inside:
     visualisations: jax.Array
 
 
-def top_patch_layer(state: TrainState, image: jax.Array) -> tuple[str, features.ReceptiveField]:
-    """The deepest top-level layer whose units see at most half the image's side (their
-    patches still show a part, not the whole picture), and its receptive field."""
+def top_patch_layer(
+    state: TrainState, image: jax.Array, layers: Sequence[str]
+) -> tuple[str, features.ReceptiveField]:
+    """Of the top-level `layers` (in the order they run), the deepest whose units see at most
+    half the image's side (their patches still show a part, not the whole picture), and its
+    receptive field."""
     chosen = None
-    for name, _ in features.feature_layers(state, image):
+    for name in layers:
         field = features.receptive_field(state, image, name)
         if chosen is not None and field.size > image.shape[1] // 2:
             break
@@ -182,7 +185,7 @@ def look_inside(
     spatial = any(h * w > 1 for h, w, _ in shapes.values())
     if spatial:
         if patch_layer is None:
-            layer, field = top_patch_layer(state, normalized[:1])
+            layer, field = top_patch_layer(state, normalized[:1], list(shapes))
         else:
             layer = patch_layer
             field = features.receptive_field(state, normalized[:1], layer)
