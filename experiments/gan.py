@@ -2,12 +2,14 @@
 
 `dcgan`'s generator maps `--latent` normal noise through a linear layer and stride-2
 transposed convolutions (BatchNorm, ReLU, tanh at the end) to an image; its discriminator
-mirrors it with stride-2 convolutions and leaky ReLU. Both train in one pure step
-(`jaxdl.adversarial`): a discriminator update on a real and a generated batch, then a
-generator update of the non-saturating loss, Adam (b1 = 0.5) for each; `--label_smoothing`
-is one-sided (the real images' target). After every epoch a grid of the same 64 noise vectors
-goes to `plots/samples/`. The judge is a LeNet-5: `--judge RUN_DIR` reads a trained one,
-else one is trained first in `WORKDIR/judge` (its training is not the GAN's). On 10,000
+mirrors it with stride-2 convolutions and leaky ReLU and sees the batch's spread (minibatch
+standard deviation). Both train in one pure step (`jaxdl.adversarial`): a discriminator
+update on a real and a generated batch, then a generator update of the non-saturating loss,
+Adam (b1 = 0.5; 2e-3 decaying to 0 on a cosine over 16 epochs) for each; `--label_smoothing`
+is one-sided (the real images' target). Samples come from a moving average of the
+generator's weights (`--average_decay`, 0.999). After every epoch a grid of the same 64 noise
+vectors goes to `plots/samples/`. The judge is a LeNet-5: `--judge RUN_DIR` reads a trained
+one, else one is trained first in `WORKDIR/judge` (its training is not the GAN's). On 10,000
 generated images the output gives the Inception Score under the judge, the Fréchet distance
 of the judge's penultimate features to the real test images' and the judge's class
 histogram, each beside the same figure for real images; the last line is `Inception Score
@@ -28,12 +30,12 @@ from jaxdl.train import train_and_evaluate
 DEFAULTS = TrainConfig(
     dataset="mnist",
     model="dcgan",
-    epochs=12,
+    epochs=16,
     batch_size=128,
     eval_batch_size=1000,
-    lr=2e-4,
+    lr=2e-3,
     optimizer="adam",
-    schedule="constant",
+    schedule="cosine",
     workdir="runs/gan",
 )
 IMAGE_SIZES = {"mnist": 28, "cifar10": 32}
@@ -49,9 +51,15 @@ def parser() -> argparse.ArgumentParser:
         "--dataset", default=DEFAULTS.dataset, choices=tuple(IMAGE_SIZES), help="images to imitate"
     )
     result.add_argument("--latent", type=int, default=64, help="noise dimensions")
-    result.add_argument("--width", type=int, default=32, help="generator channels (last stage)")
+    result.add_argument("--width", type=int, default=64, help="generator channels (last stage)")
     result.add_argument(
         "--discriminator_width", type=int, default=64, help="discriminator channels (first stage)"
+    )
+    result.add_argument(
+        "--average_decay",
+        type=float,
+        default=GenerativeAdversarial.average_decay,
+        help="decay of the generator's moving average that samples are drawn from (0: off)",
     )
     result.add_argument(
         "--judge",
@@ -91,7 +99,9 @@ def main(argv: list[str] | None = None) -> dict:
         "image_size": IMAGE_SIZES[dataset],
     }
     config = cli.config_from_args(args, DEFAULTS, model_options=options)
-    task = GenerativeAdversarial(judge_dir=judge_run(args, config))
+    task = GenerativeAdversarial(
+        judge_dir=judge_run(args, config), average_decay=args.average_decay
+    )
     return train_and_evaluate(config, task)
 
 

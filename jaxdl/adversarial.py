@@ -12,10 +12,13 @@ A step is the usual alternating pair (Goodfellow et al. 2014): the discriminator
 update on the batch's real images and as many generated ones, then the generator half, one
 update of the non-saturating loss -log D(G(z)) through the updated discriminator. Options:
 one-sided label smoothing (the real images' target is 1 - `label_smoothing`; Salimans et al.
-2016). The noise comes from the run key folded with the step and each example's position in
-the global batch (as `jaxdl.nn.Dropout`), so `single`, `pmap` and `sharded` runs draw the
-same; under `jax.pmap` gradients, BatchNorm statistics and metrics are averaged over
-`axis_name`.
+2016) and an exponential moving average of the generator's parameters (`average_decay`;
+Yazıcı et al. 2019; ProGAN, StyleGAN and BigGAN sample from one), which samples and scores
+are drawn from (`GANState.sampler`): the live generator's weights circle as the two players
+chase each other, and their average draws cleaner images. The noise comes from the run key
+folded with the step and each example's position in the global batch (as
+`jaxdl.nn.Dropout`), so `single`, `pmap` and `sharded` runs draw the same; under `jax.pmap`
+gradients, BatchNorm statistics and metrics are averaged over `axis_name`.
 """
 
 from __future__ import annotations
@@ -29,20 +32,31 @@ import optax
 from flax import struct
 from jax import lax
 
+from jaxdl.errors import ConfigError
 from jaxdl.nn.dropout import example_keys
 from jaxdl.state import TrainState
 
 
 class GANState(struct.PyTreeNode):
     """`step` (the pair's update count), `generator` and `discriminator` (each a `TrainState`:
-    params, batch_stats, opt_state; the same static `apply_fn`, the pair module's), `rng` (the
-    run's base key) and `latent` (static: the noise width)."""
+    params, batch_stats, opt_state; the same static `apply_fn`, the pair module's),
+    `generator_average` (the moving average of the generator's params), `rng` (the run's base
+    key), `latent` (static: the noise width) and `average_decay` (static: the average's
+    decay; 0 keeps it equal to the live params)."""
 
     step: jax.Array
     generator: TrainState
     discriminator: TrainState
+    generator_average: Any
     rng: jax.Array
     latent: int = struct.field(pytree_node=False)
+    average_decay: float = struct.field(pytree_node=False, default=0.0)
+
+    @property
+    def sampler(self) -> TrainState:
+        """The generator that samples and scores are drawn from: the live one's BatchNorm
+        statistics with the averaged parameters."""
+        return self.generator.replace(params=self.generator_average)
 
     @property
     def params(self) -> dict[str, Any]:
@@ -63,9 +77,16 @@ def create_gan_state(
     discriminator_tx: optax.GradientTransformation,
     rng: jax.Array,
     image_shape: tuple[int, ...],
+    average_decay: float = 0.0,
 ) -> GANState:
     """A fresh state for the pair `model` (with a `latent` field) on images of `image_shape`
-    (H, W, C)."""
+    (H, W, C); `average_decay` in [0, 1) is the generator average's (see the module
+    docstring)."""
+    if not 0.0 <= average_decay < 1.0:
+        raise ConfigError(
+            f"the generator average's decay must be in [0, 1), got {average_decay}; "
+            f"0.999 is usual, 0 turns the average off."
+        )
     init_key, step_key = jax.random.split(rng)
     noise = jnp.zeros((1, model.latent), jnp.float32)
     del image_shape  # the pair's own image_size decides the shapes; checked by the caller
@@ -81,12 +102,30 @@ def create_gan_state(
             rng=None,
         )
 
+    generator = half("generator", generator_tx)
     return GANState(
         step=jnp.zeros((), jnp.int32),
-        generator=half("generator", generator_tx),
+        generator=generator,
         discriminator=half("discriminator", discriminator_tx),
+        generator_average=jax.tree.map(jnp.copy, generator.params),
         rng=step_key,
         latent=model.latent,
+        average_decay=average_decay,
+    )
+
+
+def averaged(state: GANState) -> Any:
+    """The generator average after this step's update: decay min(`average_decay`, (1 + n) /
+    (10 + n)) at step n, so the early average follows the fast-moving start (as TensorFlow's
+    ExponentialMovingAverage with `num_updates`); equal to the live params at decay 0."""
+    if state.average_decay == 0.0:
+        return state.generator.params
+    step = state.step.astype(jnp.float32)
+    decay = jnp.minimum(state.average_decay, (1.0 + step) / (10.0 + step))
+    return jax.tree.map(
+        lambda average, live: decay * average + (1.0 - decay) * live,
+        state.generator_average,
+        state.generator.params,
     )
 
 
@@ -213,7 +252,9 @@ def gan_train_step(
     label_smoothing: float = 0.0,
 ) -> tuple[GANState, dict[str, jax.Array]]:
     """The discriminator half on `batch["image"]` (real images in [-1, 1]) and a generated
-    batch of the same size, then the generator half on the same noise. Returns the new state
+    batch of the same size, then the generator half on the same noise, then the generator
+    average's update (a skipped half leaves the params, so the average moves towards the
+    same params). Returns the new state
     and `{"d_loss", "g_loss", "d_real", "d_fake", "skipped"}` (`d_real` / `d_fake`: the
     discriminator's mean probability of "real" on each; `skipped` 1.0 when either half was
     dropped for a non-finite loss or gradient)."""
@@ -225,4 +266,5 @@ def gan_train_step(
     )
     state, g_metrics = generator_half(state, noise, axis_name=axis_name)
     skipped = jnp.maximum(d_metrics.pop("d_skipped"), g_metrics.pop("g_skipped"))
-    return state.replace(step=state.step + 1), {**d_metrics, **g_metrics, "skipped": skipped}
+    state = state.replace(generator_average=averaged(state), step=state.step + 1)
+    return state, {**d_metrics, **g_metrics, "skipped": skipped}

@@ -28,7 +28,9 @@ from jaxdl.adversarial import (
     generator_half,
     noise_for_step,
 )
+from jaxdl.errors import ConfigError
 from jaxdl.metrics import inception_score
+from jaxdl.state import count_params
 from jaxdl.tasks.gan import class_fractions
 from tests.conftest import REPO
 
@@ -76,6 +78,23 @@ def test_dcgan_shapes_and_parameter_split():
     }
 
 
+@pytest.mark.parametrize("spread", [True, False])
+def test_dcgan_parameter_counts_follow_the_formula(spread):
+    """28x28 at latent L, generator width w, discriminator width d: the generator's linear
+    layer to 7x7x2w, BatchNorm, a 4x4 transposed convolution 2w -> w, BatchNorm, one w -> 1
+    with a bias; the discriminator's 4x4 convolutions 1 -> d (bias) and d -> 2d, BatchNorm,
+    and a linear layer on the 7x7 map, with one more channel for the batch's spread."""
+    latent, w, d = 64, 64, 64
+    generator = latent * 49 * 2 * w + 2 * 2 * w + 16 * 2 * w * w + 2 * w + 16 * w + 1
+    discriminator = 16 * d + d + 16 * d * 2 * d + 2 * 2 * d + 49 * (2 * d + spread) + 1
+    model = models.create(
+        "dcgan", num_classes=1, image_size=28, latent=latent, width=w, batch_spread=spread
+    )
+    params = jax.eval_shape(lambda: model.init(KEY, jnp.zeros((1, latent))))["params"]
+    assert count_params(params["generator"]) == generator == 533_889
+    assert count_params(params["discriminator"]) == discriminator == 138_689 + 49 * spread
+
+
 @pytest.mark.parametrize("jit", [False, True])
 def test_gan_step_is_pure(jit):
     state, batch = tiny_state(), real_batch()
@@ -120,6 +139,37 @@ def test_each_half_updates_only_its_own_network(jit):
         "generator.opt_state",
     }
     assert 0.0 < float(d_metrics["d_real"]) < 1.0 and float(g_metrics["g_loss"]) > 0.0
+
+
+def test_generator_average_follows_the_params_by_its_decay():
+    state, batch = tiny_state(), real_batch()
+    assert state.average_decay == 0.0  # off: the average is the live params
+    off, _ = gan_train_step(state, batch)
+    chex.assert_trees_all_equal(off.generator_average, off.generator.params)
+    state = state.replace(average_decay=0.999)
+    first, _ = gan_train_step(state, batch)  # step 0: decay min(0.999, 1 / 10)
+    expected = jax.tree.map(
+        lambda old, new: 0.1 * old + 0.9 * new, state.generator.params, first.generator.params
+    )
+    chex.assert_trees_all_close(first.generator_average, expected, atol=1e-7, rtol=0)
+    second, _ = gan_train_step(first, batch)  # step 1: 2 / 11
+    expected = jax.tree.map(
+        lambda old, new: (2 / 11) * old + (9 / 11) * new,
+        first.generator_average,
+        second.generator.params,
+    )
+    chex.assert_trees_all_close(second.generator_average, expected, atol=1e-7, rtol=0)
+    samples = generate(second.sampler, jnp.ones((2, 8)))
+    assert not np.allclose(samples, generate(second.generator, jnp.ones((2, 8))))
+    with pytest.raises(ConfigError, match="decay must be in"):
+        create_gan_state(
+            models.create("dcgan", image_size=SIZE, latent=8, width=8),
+            optax.sgd(0.1),
+            optax.sgd(0.1),
+            KEY,
+            (SIZE, SIZE, 1),
+            average_decay=1.0,
+        )
 
 
 def test_label_smoothing_changes_only_the_real_target():

@@ -35,7 +35,7 @@ from jaxdl.tasks.reconstruction import (
 
 
 @pytest.mark.parametrize("padding", ["SAME", "VALID"])
-@pytest.mark.parametrize("kernel, stride", [(4, 2), (3, 2), (3, 1), (5, 3)])
+@pytest.mark.parametrize("kernel, stride", [(4, 2), (3, 2), (3, 1), (5, 3), (1, 2)])
 @pytest.mark.parametrize("layers", ["plain", "fast", "onednn"])
 def test_conv_transpose_equals_flax_in_values_and_gradients(padding, kernel, stride, layers):
     x = jax.random.normal(jax.random.PRNGKey(0), (2, 5, 5, 3))

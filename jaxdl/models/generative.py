@@ -24,6 +24,7 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+from jax import lax
 
 from jaxdl.errors import ConfigError
 from jaxdl.models.registry import register
@@ -200,16 +201,31 @@ class DCGANGenerator(nn.Module):
         return jnp.tanh(x)
 
 
+def minibatch_std(x: jax.Array, axis_name: str | None = None) -> jax.Array:
+    """f32[B, H, W, C] -> f32[B, H, W, C + 1]: the features with one more channel holding the
+    batch's mean standard deviation over examples (Karras et al. 2018), over the whole batch
+    across `axis_name`'s devices. A discriminator that sees it can tell a generated batch of
+    look-alikes from a varied real one, which BatchNorm's per-batch normalisation hides."""
+    mean = jnp.mean(x, axis=0, keepdims=True)
+    mean = mean if axis_name is None else lax.pmean(mean, axis_name)
+    variance = jnp.mean(jnp.square(x - mean), axis=0, keepdims=True)
+    variance = variance if axis_name is None else lax.pmean(variance, axis_name)
+    spread = jnp.mean(jnp.sqrt(variance + 1e-8))
+    return jnp.concatenate([x, jnp.broadcast_to(spread, (*x.shape[:-1], 1)).astype(x.dtype)], -1)
+
+
 class DCGANDiscriminator(nn.Module):
     """Images f32[B, H, W, C] -> logits f32[B] (real: positive): stride-2 4x4 convolutions
     doubling from `width` channels with leaky ReLU (0.2), BatchNorm after all but the first,
-    then a linear layer (Radford et al. 2016)."""
+    then (`batch_spread`) the minibatch standard deviation as one more feature map
+    (`minibatch_std`), then a linear layer (Radford et al. 2016)."""
 
     num_classes: int = 1
     width: int = 64
     axis_name: str | None = None
     dtype: Any = jnp.float32
     layers: str = "auto"
+    batch_spread: bool = True
 
     @nn.compact
     def __call__(self, images: jax.Array, train: bool = False) -> jax.Array:
@@ -222,6 +238,8 @@ class DCGANDiscriminator(nn.Module):
                     x, train
                 )
             x = nn.leaky_relu(x, 0.2)
+        if self.batch_spread:
+            x = minibatch_std(x, self.axis_name if train else None)  # (as BatchNorm's)
         return nn.Dense(1, dtype=self.dtype)(x.reshape(x.shape[0], -1))[:, 0]
 
 
@@ -232,7 +250,8 @@ class DCGAN(nn.Module):
     Parameters and BatchNorm statistics sit under "generator" and "discriminator"; the
     two-player state and step (`jaxdl.adversarial`) update each half on its own. `num_classes`
     is the number of image channels; `width` and `discriminator_width` the first stage's
-    channels of each."""
+    channels of each; `batch_spread` gives the discriminator the minibatch standard
+    deviation."""
 
     num_classes: int = 1
     image_size: int = 28
@@ -242,13 +261,19 @@ class DCGAN(nn.Module):
     axis_name: str | None = None
     dtype: Any = jnp.float32
     layers: str = "auto"
+    batch_spread: bool = True
 
     def setup(self):
         self.generator = DCGANGenerator(
             self.num_classes, self.image_size, self.width, self.axis_name, self.dtype, self.layers
         )
         self.discriminator = DCGANDiscriminator(
-            self.num_classes, self.discriminator_width, self.axis_name, self.dtype, self.layers
+            self.num_classes,
+            self.discriminator_width,
+            self.axis_name,
+            self.dtype,
+            self.layers,
+            self.batch_spread,
         )
 
     def generate(self, noise: jax.Array, train: bool = False) -> jax.Array:

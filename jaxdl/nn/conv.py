@@ -33,6 +33,7 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxdl.errors import ConfigError
 from jaxdl.nn.activations import activation
@@ -293,16 +294,66 @@ def transpose_padding(kernel: int, stride: int, padding: str) -> tuple[int, int]
     return low, total - low
 
 
+def _phase_taps(kernel: int, stride: int, low: int) -> tuple[int, np.ndarray]:
+    """For one spatial axis of a transposed convolution whose zero-dilated input is padded by
+    `low` in front: (the first input offset m0, taps i32[M, stride]). Output s·i + r sums
+    kernel tap t times input i + m for every t with r + t - low = s·m; taps[u, r] is the t
+    that meets input offset m0 + u in phase r, or `kernel` (a zero tap) where none does."""
+    first = (0 - low) // stride
+    last = (stride - 1 + kernel - 1 - low) // stride
+    taps = np.full((last - first + 1, stride), kernel, np.int32)
+    for r in range(stride):
+        for t in range(kernel):
+            if (r + t - low) % stride == 0:
+                taps[(r + t - low) // stride - first, r] = t
+    return first, taps
+
+
+def subpixel_conv_transpose(
+    x: jax.Array,
+    kernel: jax.Array,
+    strides: tuple[int, int],
+    pads: Sequence[tuple[int, int]],
+    conv: Callable = jax.lax.conv_general_dilated,
+) -> jax.Array:
+    """`conv(x, kernel, (1, 1), pads, lhs_dilation=strides)` (a transposed convolution of
+    x f32[B, H, W, C] with kernel f32[kh, kw, C, F]; `pads` as `transpose_padding` gives them)
+    without the dilation's zeros: each of the sh·sw output phases (r, q) (output rows
+    sh·i + r, columns sw·j + q) is a stride-1 convolution of x with the kernel taps that meet
+    real pixels there, so one `conv` with sh·sw·F outputs computes them all and a reshape
+    interleaves them into f32[B, Ho, Wo, F] (the "sub-pixel" form, Shi et al. 2016)."""
+    (kh, kw), (sh, sw) = kernel.shape[:2], strides
+    batch, height, width, channels = x.shape
+    out_h = (height - 1) * sh + 1 + sum(pads[0]) - kh + 1
+    out_w = (width - 1) * sw + 1 + sum(pads[1]) - kw + 1
+    rows, cols = -(-out_h // sh), -(-out_w // sw)  # each phase's output size
+    first_h, taps_h = _phase_taps(kh, sh, pads[0][0])
+    first_w, taps_w = _phase_taps(kw, sw, pads[1][0])
+    padded = jnp.pad(kernel, ((0, 1), (0, 1), (0, 0), (0, 0)))  # tap index kh / kw: zeros
+    # [Mh, Mw, sh, sw, C, F] -> [Mh, Mw, C, sh·sw·F], outputs ordered (r, q, f)
+    phased = padded[taps_h[:, None, :, None], taps_w[None, :, None, :]]
+    phased = phased.transpose(0, 1, 4, 2, 3, 5).reshape(*phased.shape[:2], channels, -1)
+    phase_pads = [
+        (-first_h, rows - height + first_h + len(taps_h) - 1),
+        (-first_w, cols - width + first_w + len(taps_w) - 1),
+    ]
+    y = conv(x, phased, (1, 1), phase_pads, dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    y = y.reshape(batch, rows, cols, sh, sw, -1).transpose(0, 1, 3, 2, 4, 5)
+    return y.reshape(batch, rows * sh, cols * sw, -1)[:, :out_h, :out_w]
+
+
 class ConvTranspose(nn.Module):
     """2-D transposed convolution ("deconvolution") on NHWC input: f32[B, H, W, C] ->
     f32[B, H·s, W·s, features] with "SAME" padding (the default), f32[B, (H-1)·s + k, ...]
     with "VALID".
 
     The same operation as `flax.linen.ConvTranspose` (same parameters: `kernel` [kh, kw, C,
-    features], `bias` [features]; `transpose_kernel=False`), computed as a stride-1
-    convolution of the input dilated by the stride (what `lax.conv_transpose` does), by the
-    `layers` implementation's convolution function like every `Conv`. oneDNN's kernels do not
-    cover dilated inputs, so under "onednn" and "auto" these run XLA's path.
+    features], `bias` [features]; `transpose_kernel=False`), computed without the zeros that
+    `lax.conv_transpose` dilates the input with: as one stride-1 convolution of the input
+    itself with s·s·features outputs, one per output phase, rearranged into the larger image
+    (`subpixel_conv_transpose`). That convolution is the `layers` implementation's, like
+    every `Conv`'s, so oneDNN's kernels serve it too; it does 4x fewer multiplications than
+    the dilated form's for 4x4 kernels at stride 2 (a quarter of whose taps meet zeros).
     """
 
     features: int
@@ -322,14 +373,8 @@ class ConvTranspose(nn.Module):
             transpose_padding(k, s, self.padding) for k, s in zip(kernel_size, strides, strict=True)
         ]
         x, kernel = x.astype(self.dtype), kernel.astype(self.dtype)
-        y = conv_function(self.layers, self.dtype)(
-            x,
-            kernel,
-            (1, 1),
-            pads,
-            lhs_dilation=strides,
-            dimension_numbers=("NHWC", "HWIO", "NHWC"),
-        )
+        conv = conv_function(self.layers, self.dtype)
+        y = subpixel_conv_transpose(x, kernel, strides, pads, conv)
         if self.use_bias:
             y = y + self.param("bias", nn.initializers.zeros, (self.features,)).astype(self.dtype)
         return y

@@ -123,6 +123,7 @@ class GenerativeAdversarial(Classification):
     judge_dir: str = ""
     samples: int = 10_000
     epoch_samples: int = 2_000
+    average_decay: float = 0.999
     selection = Selection("val_inception_score", "max", fallback=None)
     # no classes to predict, smooth labels for or mirror; the budget would need each
     # player's optimizer re-planned: the GAN trains for --epochs; its two networks start
@@ -179,17 +180,19 @@ class GenerativeAdversarial(Classification):
             optimizer = dataclasses.replace(optimizer, b1=0.5)
         tx, learning_rate_fn = create_optimizer(optimizer, steps_per_epoch, config.epochs)
         init_key, data_key = jax.random.split(jax.random.PRNGKey(config.seed))
-        return create_gan_state(model, tx, tx, init_key, image_shape), learning_rate_fn, data_key
+        state = create_gan_state(model, tx, tx, init_key, image_shape, self.average_decay)
+        return state, learning_rate_fn, data_key
 
     def judge(self) -> Judge:
         return _cached_judge(self.judge_dir)
 
     def generated(self, state: GANState, count: int, seed: int, batch_size: int = 1000):
-        """`count` images f[count, H, W, C] in [-1, 1] from the noise of `seed`."""
+        """`count` images f[count, H, W, C] in [-1, 1] from the noise of `seed`, by the
+        averaged generator (`GANState.sampler`)."""
         run = jax.jit(lambda generator, noise: generate(generator, noise))
         noise = jax.random.normal(jax.random.PRNGKey(seed), (count, state.latent))
         chunks = [
-            run(state.generator, noise[start : start + batch_size])
+            run(state.sampler, noise[start : start + batch_size])
             for start in range(0, count, batch_size)
         ]
         return np.concatenate(jax.device_get(chunks))
