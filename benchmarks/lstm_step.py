@@ -57,7 +57,9 @@ def main() -> None:
         recurrent.lstm_sequence = sequence  # read by the layer while the step is traced
         try:
             state = (params, tx.init(params))
-            steps[name] = [jax.jit(step).lower(*state, tokens).compile(), state]
+            # a fresh function per form: jax.jit caches traces per function, not per form
+            fresh = jax.jit(lambda *args: step(*args))  # noqa: B023
+            steps[name] = [fresh.lower(*state, tokens).compile(), state]
         finally:
             recurrent.lstm_sequence = lstm.lstm_sequence
     times = {name: [] for name in steps}

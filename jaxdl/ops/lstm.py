@@ -6,7 +6,7 @@ T small matrix products where one large one would do. Here the reverse loop carr
 hidden and cell gradients and emits each step's gate gradients; the kernel's gradient is then
 one product over all B·T positions, and the input gates' gradient is the emitted gradients
 themselves; the recurrent kernel is transposed once, not at every step. A training step of
-`char_lstm` (2 x 256, batch 64, 256 steps) runs 1.39x as fast this way (BENCHMARKS.md,
+`char_lstm` (2 x 256, batch 64, 256 steps) runs 1.26x as fast this way (BENCHMARKS.md,
 `benchmarks.lstm_step`). The values are the plain scan's: tests/test_sequence.py checks
 outputs and gradients against a Python loop over `jaxdl.nn.recurrent.LSTMCell` and against
 finite differences.

@@ -1,0 +1,82 @@
+"""What the sub-pixel transposed convolution is worth in a GAN's training step: the DCGAN step
+(`jaxdl.adversarial.gan_train_step`) with `jaxdl.nn.ConvTranspose` in the sub-pixel form and
+in the dilated form (the stride-1 convolution of the input dilated by the stride, as
+`lax.conv_transpose` computes it), timed alternately in one process.
+
+    python -m benchmarks.gan_step --rounds 5
+
+The model is `experiments.gan`'s (28x28x1, latent 64, widths 64), batch 128, the default
+layers, random images. Each round warms both up (2 steps) and times `--steps` steps of each;
+prints the median (min-max) ms per step and images a second of both.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+
+def dilated_conv_transpose(x, kernel, strides, pads, conv):
+    """The transposed convolution as a convolution of the zero-dilated input (the baseline)."""
+    return conv(
+        x, kernel, (1, 1), pads, lhs_dilation=strides, dimension_numbers=("NHWC", "HWIO", "NHWC")
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch_size", type=int, default=128)
+    parser.add_argument("--width", type=int, default=64)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=10)
+    args = parser.parse_args()
+
+    import jax
+    import optax
+
+    import jaxdl  # noqa: F401  (jaxdl's XLA flags and allocator, before JAX starts)
+    import jaxdl.nn.conv as conv
+    from jaxdl import models
+    from jaxdl.adversarial import create_gan_state, gan_train_step
+
+    model = models.create(
+        "dcgan", num_classes=1, image_size=28, latent=64, width=args.width, discriminator_width=64
+    )
+    tx = optax.adam(2e-3, b1=0.5)
+    state = create_gan_state(model, tx, tx, jax.random.PRNGKey(0), (28, 28, 1), 0.999)
+    images = jax.random.uniform(jax.random.PRNGKey(1), (args.batch_size, 28, 28, 1)) * 2 - 1
+    batch = {"image": images}
+    subpixel = conv.subpixel_conv_transpose
+    steps = {}
+    for name, form in (("sub-pixel", subpixel), ("dilated input", dilated_conv_transpose)):
+        conv.subpixel_conv_transpose = form  # read by ConvTranspose while the step is traced
+        try:
+            # a fresh function per form: jax.jit caches traces per function, not per form
+            step = jax.jit(lambda state, batch: gan_train_step(state, batch))  # noqa: B023
+            steps[name] = [step.lower(state, batch).compile(), state]
+        finally:
+            conv.subpixel_conv_transpose = subpixel
+    times = {name: [] for name in steps}
+    for _ in range(args.rounds):
+        for name, entry in steps.items():
+            compiled, current = entry
+            for _ in range(2):
+                current, metrics = compiled(current, batch)
+            jax.block_until_ready(metrics)
+            start = time.perf_counter()
+            for _ in range(args.steps):
+                current, metrics = compiled(current, batch)
+            jax.block_until_ready((current, metrics))
+            times[name].append((time.perf_counter() - start) / args.steps * 1e3)
+            entry[1] = current
+    print(f"DCGAN train step (28x28, generator width {args.width}), batch {args.batch_size}; "
+          f"{args.rounds} rounds x {args.steps} steps")  # fmt: skip
+    for name, values in times.items():
+        median = statistics.median(values)
+        print(f"  {name:14s} {median:6.1f} ms ({min(values):.1f}-{max(values):.1f}), "
+              f"{args.batch_size * 1e3 / median:5.0f} img/s")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
