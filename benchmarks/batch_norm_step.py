@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import statistics
-import time
 
 
 def main() -> None:
@@ -34,6 +32,7 @@ def main() -> None:
 
     import jaxdl  # noqa: F401  (jaxdl's XLA flags and allocator, before JAX starts)
     import jaxdl.nn.conv as conv
+    from benchmarks.alternate import report, time_alternately
     from benchmarks.step_throughput import synthetic_state_and_batch
     from jaxdl.step import train_step
 
@@ -44,28 +43,23 @@ def main() -> None:
         try:
             state, batch = synthetic_state_and_batch(args.model, args.batch_size, "onednn")
             step = jax.jit(functools.partial(train_step, l2_weight=5e-4), donate_argnums=0)
-            steps[name] = [step.lower(state, batch).compile(), state, batch]
+            steps[name] = (step.lower(state, batch).compile(), state, batch)
         finally:
             conv.fused_batch_norm = fused
-    times = {name: [] for name in steps}
-    for _ in range(args.rounds):
-        for name, entry in steps.items():
-            compiled, state, batch = entry
-            for _ in range(2):
-                state, metrics = compiled(state, batch)
-            jax.block_until_ready(metrics)
-            start = time.perf_counter()
-            for _ in range(args.steps):
-                state, metrics = compiled(state, batch)
-            jax.block_until_ready((state, metrics))
-            times[name].append((time.perf_counter() - start) / args.steps * 1e3)
-            entry[1] = state
+    times = time_alternately(
+        {
+            name: (
+                lambda carry, compiled=compiled, batch=batch: compiled(carry[0], batch),
+                (state, None),
+            )
+            for name, (compiled, state, batch) in steps.items()
+        },
+        args.rounds,
+        args.steps,
+    )
     print(f"{args.model} train step, batch {args.batch_size}, oneDNN convolutions; "
           f"{args.rounds} rounds x {args.steps} steps")  # fmt: skip
-    for name, values in times.items():
-        median = statistics.median(values)
-        print(f"  {name:15s} {median:6.1f} ms ({min(values):.1f}-{max(values):.1f}), "
-              f"{args.batch_size * 1e3 / median:5.0f} img/s")  # fmt: skip
+    report(times, args.batch_size, "img")
 
 
 if __name__ == "__main__":

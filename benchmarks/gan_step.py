@@ -13,8 +13,6 @@ prints the median (min-max) ms per step and images a second of both.
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 
 def dilated_conv_transpose(x, kernel, strides, pads, conv):
@@ -37,6 +35,7 @@ def main() -> None:
 
     import jaxdl  # noqa: F401  (jaxdl's XLA flags and allocator, before JAX starts)
     import jaxdl.nn.conv as conv
+    from benchmarks.alternate import report, time_alternately
     from jaxdl import models
     from jaxdl.adversarial import create_gan_state, gan_train_step
 
@@ -54,28 +53,20 @@ def main() -> None:
         try:
             # a fresh function per form: jax.jit caches traces per function, not per form
             step = jax.jit(lambda state, batch: gan_train_step(state, batch))  # noqa: B023
-            steps[name] = [step.lower(state, batch).compile(), state]
+            steps[name] = (step.lower(state, batch).compile(), state)
         finally:
             conv.subpixel_conv_transpose = subpixel
-    times = {name: [] for name in steps}
-    for _ in range(args.rounds):
-        for name, entry in steps.items():
-            compiled, current = entry
-            for _ in range(2):
-                current, metrics = compiled(current, batch)
-            jax.block_until_ready(metrics)
-            start = time.perf_counter()
-            for _ in range(args.steps):
-                current, metrics = compiled(current, batch)
-            jax.block_until_ready((current, metrics))
-            times[name].append((time.perf_counter() - start) / args.steps * 1e3)
-            entry[1] = current
+    times = time_alternately(
+        {
+            name: (lambda carry, compiled=compiled: compiled(carry[0], batch), (start, None))
+            for name, (compiled, start) in steps.items()
+        },
+        args.rounds,
+        args.steps,
+    )
     print(f"DCGAN train step (28x28, generator width {args.width}), batch {args.batch_size}; "
           f"{args.rounds} rounds x {args.steps} steps")  # fmt: skip
-    for name, values in times.items():
-        median = statistics.median(values)
-        print(f"  {name:14s} {median:6.1f} ms ({min(values):.1f}-{max(values):.1f}), "
-              f"{args.batch_size * 1e3 / median:5.0f} img/s")  # fmt: skip
+    report(times, args.batch_size, "img")
 
 
 if __name__ == "__main__":

@@ -13,8 +13,6 @@ characters a second of both.
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 
 def main() -> None:
@@ -30,6 +28,7 @@ def main() -> None:
     import optax
 
     import jaxdl  # noqa: F401  (jaxdl's XLA flags and allocator, before JAX starts)
+    from benchmarks.alternate import report, time_alternately
     from jaxdl import models
     from jaxdl.nn import recurrent
     from jaxdl.ops import lstm
@@ -59,29 +58,20 @@ def main() -> None:
             state = (params, tx.init(params))
             # a fresh function per form: jax.jit caches traces per function, not per form
             fresh = jax.jit(lambda *args: step(*args))  # noqa: B023
-            steps[name] = [fresh.lower(*state, tokens).compile(), state]
+            steps[name] = (fresh.lower(*state, tokens).compile(), state)
         finally:
             recurrent.lstm_sequence = lstm.lstm_sequence
-    times = {name: [] for name in steps}
-    for _ in range(args.rounds):
-        for name, entry in steps.items():
-            compiled, state = entry
-            for _ in range(2):
-                *state, value = compiled(*state, tokens)
-            jax.block_until_ready(value)
-            start = time.perf_counter()
-            for _ in range(args.steps):
-                *state, value = compiled(*state, tokens)
-            jax.block_until_ready((state, value))
-            times[name].append((time.perf_counter() - start) / args.steps * 1e3)
-            entry[1] = tuple(state)
-    chars = args.batch_size * args.context
+    times = time_alternately(
+        {
+            name: (lambda carry, compiled=compiled: compiled(*carry[:2], tokens), (*start, None))
+            for name, (compiled, start) in steps.items()
+        },
+        args.rounds,
+        args.steps,
+    )
     print(f"char_lstm train step, 2 x {args.hidden} LSTM, batch {args.batch_size} x "
           f"{args.context} characters; {args.rounds} rounds x {args.steps} steps")  # fmt: skip
-    for name, values in times.items():
-        median = statistics.median(values)
-        print(f"  {name:16s} {median:7.1f} ms ({min(values):.1f}-{max(values):.1f}), "
-              f"{chars * 1e3 / median:7,.0f} characters/s")  # fmt: skip
+    report(times, args.batch_size * args.context, "characters")
 
 
 if __name__ == "__main__":
