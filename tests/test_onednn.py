@@ -332,3 +332,53 @@ def test_each_of_onednns_kernels_for_a_pass_is_another_and_equals_lax():
         dk = onednn.backward_weights(x, dy, kernel.shape, spec, impl)
         assert relative_error(dx, want_dx) <= 1e-5 and relative_error(dk, want_dk) <= 1e-5
     assert onednn.implementation("forward", x.shape, kernel.shape, spec, 99) is None
+
+
+@needs_onednn
+@pytest.mark.parametrize("case", [CASES[0], CASES[1], CASES[3], CASES[10], CASES[12]], ids=str)
+@pytest.mark.parametrize("relu", [False, True])
+def test_inference_convolution_equals_lax_with_bias_residual_and_relu(case, relu):
+    x, kernel = case_arrays(case)
+    rng = np.random.default_rng(3)
+    conv = conv_call(lax.conv_general_dilated, case)(x, kernel)
+    bias = jnp.asarray(rng.standard_normal(conv.shape[-1]), jnp.float32)
+    residual = jnp.asarray(rng.standard_normal(conv.shape), jnp.float32)
+    *_, stride, padding, dilation, groups = case
+    spec = onednn.conv_spec(x, kernel, (stride, stride), padding, None, (dilation, dilation),
+                            DIMS, groups, 1, None, None)  # fmt: skip
+    tolerance = 1e-5 if kernel.shape[0] <= 3 else 1e-4
+    for extra in (None, residual):
+        want = conv + bias + (0.0 if extra is None else extra)
+        want = jnp.maximum(want, 0.0) if relu else want
+        # the residual's buffer becomes the output's: the caller's residual must survive
+        run = jax.jit(lambda x, k, b, r: (onednn.inference(x, k, b, spec, r, relu), r))
+        got, kept = run(x, kernel, bias, extra)
+        assert relative_error(got, want) <= tolerance
+        if extra is not None:
+            np.testing.assert_array_equal(kept, residual)
+    assert onednn.implementation("inference", x.shape, kernel.shape, spec) is not None
+
+
+@needs_onednn
+@pytest.mark.parametrize("layers", ["onednn", "auto"])
+def test_evaluation_folds_batch_norm_into_one_onednn_call_per_conv(layers, monkeypatch):
+    """ResNet-20 in evaluation: each of its 19 ConvBN layers is one oneDNN inference call,
+    and its logits equal the unfolded layers' (the XLA path's) to float32 rounding."""
+    monkeypatch.setenv("JAXDL_CONV_TUNING", "0")
+    x = jnp.asarray(np.random.default_rng(0).standard_normal((4, 32, 32, 3)), jnp.float32)
+    variables = models.create("resnet20", num_classes=10, layers="fast").init(
+        jax.random.PRNGKey(0), x, train=False
+    )
+    stats = variables["batch_stats"]  # running statistics away from the initial 0 and 1
+    keys = iter(jax.random.split(jax.random.PRNGKey(1), len(jax.tree.leaves(stats))))
+    stats = jax.tree.map(lambda v: v + 0.3 * jax.random.uniform(next(keys), v.shape), stats)
+    variables = {**variables, "batch_stats": stats}
+    logits = {}
+    for impl in (layers, "fast"):
+        model = models.create("resnet20", num_classes=10, layers=impl)
+        apply = jax.jit(lambda v, x, model=model: model.apply(v, x, train=False))
+        hlo = apply.lower(variables, x).as_text()
+        assert hlo.count("jaxdl_conv_inference") == (19 if impl == layers else 0)
+        logits[impl] = apply(variables, x)
+        assert bool(jnp.all(jnp.isfinite(logits[impl])))
+    assert relative_error(logits[layers], logits["fast"]) <= 1e-5

@@ -11,7 +11,8 @@ Three implementations sit behind them:
   BatchNorm's statistics written for XLA:CPU (`jaxdl.ops.fast_cpu` says why and how much);
 - "onednn": "fast" with the convolutions on oneDNN's kernels through XLA's FFI
   (`jaxdl.ops.onednn`) and training-mode BatchNorm, with the residual add and ReLU after it, on
-  jaxdl's fused kernels (`jaxdl.ops.onednn.batch_norm`), falling back to "fast" (and saying
+  jaxdl's fused kernels (`jaxdl.ops.onednn.batch_norm`); in evaluation a `ConvBN` is one
+  oneDNN call, its BatchNorm folded into the convolution; falling back to "fast" (and saying
   so) where the library is missing.
 
 The default, "auto", on the CPU backend for float32 layers, runs each pass of each
@@ -84,12 +85,33 @@ def fused_batch_norm(layers: str, dtype: Any) -> bool:
     return impl in ("auto", "onednn") and use_fast_path(impl, dtype) and onednn.available()
 
 
+def fold_batch_norm(layers: str, dtype: Any) -> bool:
+    """Whether an evaluation-mode `ConvBN` with implementation `layers` and this dtype runs as
+    one oneDNN call with its BatchNorm folded in (`ConvBN._folded`): where training's
+    BatchNorm runs on the fused kernels."""
+    return fused_batch_norm(layers, dtype)
+
+
 # He et al. 2015 "fan_out" normal init for ReLU convolutions, as torchvision's ResNet uses.
 he_normal_fan_out = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
 
 
 def _pair(value: int | Sequence[int]) -> tuple[int, int]:
     return (value, value) if isinstance(value, int) else tuple(value)
+
+
+def resolve_padding(padding: Any, kernel_size: tuple[int, int], dilation: tuple[int, int]):
+    """`Conv`'s `padding` as `lax.conv_general_dilated` takes it: None is dilation x (k // 2)
+    on every side ("SAME" for even kernels), an int the same on every side."""
+    if padding is None:
+        padding = tuple(
+            (d * (k // 2), d * (k // 2)) if k % 2 else "SAME"
+            for k, d in zip(kernel_size, dilation, strict=True)
+        )
+        padding = "SAME" if "SAME" in padding else padding
+    if isinstance(padding, int):
+        padding = ((padding, padding), (padding, padding))
+    return padding
 
 
 class Conv(nn.Module):
@@ -119,20 +141,11 @@ class Conv(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         kernel_size, dilation = _pair(self.kernel_size), _pair(self.dilation)
-        padding = self.padding
-        if padding is None:
-            padding = tuple(
-                (d * (k // 2), d * (k // 2)) if k % 2 else "SAME"
-                for k, d in zip(kernel_size, dilation, strict=True)
-            )
-            padding = "SAME" if "SAME" in padding else padding
-        if isinstance(padding, int):
-            padding = ((padding, padding), (padding, padding))
         return nn.Conv(
             self.features,
             kernel_size,
             strides=_pair(self.strides),
-            padding=padding,
+            padding=resolve_padding(self.padding, kernel_size, dilation),
             use_bias=self.use_bias,
             feature_group_count=self.groups,
             kernel_dilation=dilation,
@@ -240,7 +253,10 @@ class FastBatchNorm(nn.Module):
 class ConvBN(nn.Module):
     """Conv (no bias) -> BatchNorm -> (+ residual) -> activation; `act` "identity" leaves it
     linear. `residual`, shaped like the output, is a ResNet block's shortcut: with `act` "relu"
-    the normalisation, add and ReLU are one `BatchNorm` call (one fused kernel on "onednn")."""
+    the normalisation, add and ReLU are one `BatchNorm` call (one fused kernel on "onednn").
+    In evaluation on oneDNN (`train=False`, layers "auto" or "onednn") the whole layer is one
+    oneDNN call: the running statistics fold into the kernel and a bias, the add and ReLU run
+    as the convolution's post-ops (`_folded`)."""
 
     features: int
     kernel_size: int | Sequence[int] = 3
@@ -256,7 +272,7 @@ class ConvBN(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool, residual: jax.Array | None = None) -> jax.Array:
-        x = Conv(
+        conv = Conv(
             self.features,
             self.kernel_size,
             self.strides,
@@ -266,15 +282,47 @@ class ConvBN(nn.Module):
             dilation=self.dilation,
             dtype=self.dtype,
             layers=self.layers,
-        )(x)
-        relu = self.act == "relu"
-        x = BatchNorm(
+        )
+        norm = BatchNorm(
             axis_name=self.axis_name,
             scale_init=self.bn_scale_init,
             dtype=self.dtype,
             layers=self.layers,
-        )(x, train, residual, relu)
-        return x if relu else activation(self.act)(x)
+        )
+        relu = self.act == "relu"
+        y = None
+        if not train and not self.is_initializing() and fold_batch_norm(self.layers, self.dtype):
+            y = self._folded(x, residual, relu, conv.name, norm.name, norm.epsilon)
+        if y is None:
+            y = norm(conv(x), train, residual, relu)
+        return y if relu else activation(self.act)(y)
+
+    def _folded(self, x, residual, relu, conv_name, norm_name, epsilon) -> jax.Array | None:
+        """The evaluation path on oneDNN: BatchNorm's running statistics folded into the
+        convolution's kernel and a bias, the residual add and ReLU as oneDNN post-ops, one
+        kernel call writing the output once (`jaxdl.ops.onednn.inference`); None where that
+        does not apply (a call oneDNN does not cover, or a shape the tuner gave to XLA)."""
+        params, stats = self.variables["params"], self.variables["batch_stats"]
+        kernel = params[conv_name]["conv"]["kernel"]
+        bn_params, bn_stats = params[norm_name]["bn"], stats[norm_name]["bn"]
+        scale = bn_params["scale"] * jax.lax.rsqrt(bn_stats["var"] + epsilon)
+        shift = bn_params["bias"] - bn_stats["mean"] * scale
+        kernel_size, dilation = _pair(self.kernel_size), _pair(self.dilation)
+        padding = resolve_padding(self.padding, kernel_size, dilation)
+        x = x.astype(self.dtype)
+        spec = onednn.conv_spec(
+            x, kernel, _pair(self.strides), padding, None, dilation, ("NHWC", "HWIO", "NHWC"),
+            self.groups, 1, None, None,
+        )  # fmt: skip
+        if spec is None:
+            return None
+        choice = "onednn"
+        if self.layers == "auto":
+            choice = tuning.choose("forward", x.shape, kernel.shape, spec)
+        kind, index = tuning.parse(choice)
+        if kind != "onednn":
+            return None
+        return onednn.inference(x, kernel * scale, shift, spec, residual, relu, index)
 
 
 def transpose_padding(kernel: int, stride: int, padding: str) -> tuple[int, int]:

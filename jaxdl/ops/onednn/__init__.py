@@ -4,8 +4,10 @@
 calls it). For a float32 NHWC / HWIO 2-D convolution (any kernel size, strides, explicit or
 asymmetric padding, dilation, groups) it runs oneDNN's forward, backward-data and
 backward-weights kernels (`conv.cc`) as three `jax.ffi.ffi_call`s tied together by a
-`jax.custom_vjp`; everything else (transposed convolutions, other layouts and dtypes) and
-every convolution when the library is missing goes to `jaxdl.ops.fast_cpu`, XLA's path.
+`jax.custom_vjp`; `inference` is the evaluation convolution, with a bias, the residual add
+and ReLU as oneDNN post-ops (BatchNorm folded in by `jaxdl.nn.conv.ConvBN`). Everything else
+(other layouts and dtypes) and every convolution when the library is missing goes to
+`jaxdl.ops.fast_cpu`, XLA's path.
 
 Why: XLA:CPU's convolutions are Eigen's, 1.2-3.2x slower per pass than oneDNN's on ResNet
 shapes (BENCHMARKS.md), and PyTorch's CPU convolutions are oneDNN's.
@@ -46,6 +48,9 @@ TARGETS = {
     "jaxdl_conv_forward": "JaxdlConvForward",
     "jaxdl_conv_backward_data": "JaxdlConvBackwardData",
     "jaxdl_conv_backward_weights": "JaxdlConvBackwardWeights",
+    # evaluation: BatchNorm folded in, the residual add and ReLU as oneDNN post-ops
+    "jaxdl_conv_inference": "JaxdlConvInference",
+    "jaxdl_conv_inference_add": "JaxdlConvInferenceAdd",
     # BatchNorm fused with its residual add and ReLU (batch_norm.cc; `jaxdl.ops.onednn.batch_norm`)
     "jaxdl_batch_norm_forward": "JaxdlBatchNormForward",
     "jaxdl_batch_norm_forward_add": "JaxdlBatchNormForwardAdd",
@@ -55,6 +60,7 @@ TARGETS = {
     "jaxdl_batch_norm_backward_relu_add": "JaxdlBatchNormBackwardReluAdd",
 }
 PASSES = ("forward", "backward_data", "backward_weights")
+INFERENCE_PASS = 3  # conv.cc's index of the evaluation convolution (`inference`)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -142,14 +148,15 @@ def _attributes(spec: ConvSpec, impl: int) -> dict:
     }
 
 
-def _call(target: str, shape, *operands, spec: ConvSpec, impl: int) -> jax.Array:
+def _call(
+    target: str, shape, *operands, spec: ConvSpec, impl: int, aliases=None, **attributes
+) -> jax.Array:
     current = status()  # registers the kernels with XLA on first use
     if not current.available:
         raise RuntimeError(f"jaxdl: {current.line()}; use conv_general_dilated to fall back.")
     result = jax.ShapeDtypeStruct(tuple(shape), jnp.float32)
-    return jax.ffi.ffi_call(target, result, vmap_method="sequential")(
-        *operands, **_attributes(spec, impl)
-    )
+    call = jax.ffi.ffi_call(target, result, vmap_method="sequential", input_output_aliases=aliases)
+    return call(*operands, **_attributes(spec, impl), **attributes)
 
 
 # Each pass takes `impl`, which of oneDNN's implementations for the shape to run: 0 is oneDNN's
@@ -176,6 +183,31 @@ def backward_weights(
 ) -> jax.Array:
     """The kernel gradient f32[kh, kw, C / groups, F] from the input and output gradient."""
     return _call("jaxdl_conv_backward_weights", kernel_shape, x, dy, spec=spec, impl=impl)
+
+
+def inference(
+    x: jax.Array,
+    kernel: jax.Array,
+    bias: jax.Array,
+    spec: ConvSpec,
+    residual: jax.Array | None = None,
+    relu: bool = False,
+    impl: int = 0,
+) -> jax.Array:
+    """The evaluation convolution, one oneDNN call: relu?(conv(x, kernel) + bias (+
+    residual)), f32[N, H, W, C] * f32[kh, kw, C / groups, F] + f32[F] (+ f32[N, H', W', F])
+    -> f32[N, H', W', F]. A BatchNorm with running statistics folds into `kernel` and `bias`
+    (`jaxdl.nn.conv.ConvBN`); the add and ReLU are oneDNN post-ops, so the output is written
+    once, not once by the convolution and again by the normalisation. The residual's buffer
+    becomes the output's. `impl` as the other passes take it, or oneDNN's last if it lists
+    fewer. Not differentiable: training runs `conv`."""
+    height, width = output_hw(x.shape, kernel.shape, spec)
+    shape = (x.shape[0], height, width, kernel.shape[3])
+    if residual is None:
+        return _call("jaxdl_conv_inference", shape, x, kernel, bias, spec=spec, impl=impl,
+                     relu=bool(relu))  # fmt: skip
+    return _call("jaxdl_conv_inference_add", shape, x, kernel, bias, residual, spec=spec,
+                 impl=impl, aliases={3: 0}, relu=bool(relu))  # fmt: skip
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
@@ -266,16 +298,18 @@ def implementation(
     pass_name: str, x_shape, kernel_shape, spec: ConvSpec, impl: int = 0
 ) -> str | None:
     """The name oneDNN gives its `impl`-th implementation of one pass of a convolution (e.g.
-    "brgconv:avx512_core"), None if it has fewer; creates (and caches) its primitive."""
+    "brgconv:avx512_core"), None if it has fewer; creates (and caches) its primitive.
+    `pass_name` is one of `PASSES`, or "inference" (`inference` without post-ops)."""
     lib = _load()[1]
     if lib is None:
         return "unavailable"
     height, width = output_hw(x_shape, kernel_shape, spec)
     dims = (*x_shape, kernel_shape[0], kernel_shape[1], kernel_shape[3], height, width,
-            *spec.strides, *spec.padding, *spec.dilation, spec.groups)  # fmt: skip
+            *spec.strides, *spec.padding, *spec.dilation, spec.groups, 0)  # fmt: skip
+    index = INFERENCE_PASS if pass_name == "inference" else PASSES.index(pass_name)
     out = ctypes.create_string_buffer(256)
     failed = lib.jaxdl_conv_implementation(
-        PASSES.index(pass_name), (ctypes.c_int64 * len(dims))(*dims), ctypes.c_int64(impl), out,
+        index, (ctypes.c_int64 * len(dims))(*dims), ctypes.c_int64(impl), out,
         ctypes.c_size_t(256),
     )  # fmt: skip
     return None if failed else out.value.decode()

@@ -18,6 +18,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -36,7 +37,13 @@ namespace {
 using dnnl::memory;
 using tag = dnnl::memory::format_tag;
 
-enum class Pass : int { kForward = 0, kBackwardData = 1, kBackwardWeights = 2 };
+enum class Pass : int { kForward = 0, kBackwardData = 1, kBackwardWeights = 2, kInference = 3 };
+
+// What an inference convolution does after the convolution itself, in the same kernel (oneDNN
+// post-ops), as bits of `ConvKey::post_ops`: add the residual the output buffer holds on entry,
+// then take the ReLU.
+constexpr int64_t kPostSum = 1;
+constexpr int64_t kPostRelu = 2;
 
 // Everything that decides a primitive: the pass, the shapes, the convolution's options and
 // which of oneDNN's implementations for them to take (`impl`: 0 is oneDNN's first choice, 1 the
@@ -46,10 +53,11 @@ struct ConvKey {
   int64_t n, h, w, c, kh, kw, f, oh, ow;
   int64_t stride_h, stride_w, pad_top, pad_bottom, pad_left, pad_right, dil_h, dil_w, groups;
   int64_t impl = 0;
+  int64_t post_ops = 0;  // kInference only: kPostSum | kPostRelu
 
   auto tie() const {
     return std::tie(pass, n, h, w, c, kh, kw, f, oh, ow, stride_h, stride_w, pad_top, pad_bottom,
-                    pad_left, pad_right, dil_h, dil_w, groups, impl);
+                    pad_left, pad_right, dil_h, dil_w, groups, impl, post_ops);
   }
   bool operator<(const ConvKey& other) const { return tie() < other.tie(); }
 };
@@ -60,7 +68,7 @@ struct ConvPrimitive {
   dnnl::primitive primitive;
   memory::desc user_kernel;
   memory::desc kernel;
-  memory::desc src, dst;
+  memory::desc src, dst, bias;
   bool reorder_kernel = false;
   dnnl::reorder kernel_reorder;
   size_t scratchpad_bytes = 0;
@@ -143,7 +151,26 @@ std::shared_ptr<ConvPrimitive> create_primitive(const ConvKey& k) {
   result->user_kernel = hwio(k);
   result->src = src;
   result->dst = dst;
-  if (k.pass == static_cast<int>(Pass::kForward)) {
+  if (k.pass == static_cast<int>(Pass::kInference)) {
+    // The evaluation convolution: BatchNorm folded into the kernel and `bias` by the caller,
+    // the residual add and ReLU as post-ops, so the output is written once. oneDNN lists
+    // fewer implementations with post-ops than without: `impl` past its list takes its last.
+    dnnl::post_ops post;
+    if (k.post_ops & kPostSum) post.append_sum(1.0f);
+    if (k.post_ops & kPostRelu) post.append_eltwise(dnnl::algorithm::eltwise_relu, 0.0f, 0.0f);
+    auto inference_attr = user_scratchpad();
+    inference_attr.set_post_ops(post);
+    result->bias = memory::desc({k.f}, memory::data_type::f32, tag::x);
+    dnnl::convolution_forward::primitive_desc inference(
+        engine, dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct, src,
+        any_kernel(k), result->bias, dst, strides, dilation, pad_l, pad_r, inference_attr);
+    for (int64_t i = 0; i < k.impl && inference.next_impl(); ++i) {
+    }
+    result->primitive = dnnl::convolution_forward(inference);
+    result->kernel = inference.weights_desc();
+    result->scratchpad_bytes = inference.scratchpad_desc().get_size();
+    result->implementation = inference.impl_info_str();
+  } else if (k.pass == static_cast<int>(Pass::kForward)) {
     nth(forward);
     result->primitive = dnnl::convolution_forward(forward);
     result->kernel = forward.weights_desc();
@@ -211,10 +238,10 @@ ffi::Error check_options(ffi::Span<const int64_t> strides, ffi::Span<const int64
 ConvKey make_key(Pass pass, ffi::Span<const int64_t> x, ffi::Span<const int64_t> kernel,
                  ffi::Span<const int64_t> y, ffi::Span<const int64_t> strides,
                  ffi::Span<const int64_t> padding, ffi::Span<const int64_t> dilation,
-                 int64_t groups, int64_t impl) {
+                 int64_t groups, int64_t impl, int64_t post_ops = 0) {
   return ConvKey{static_cast<int>(pass), x[0], x[1], x[2], x[3], kernel[0], kernel[1], kernel[3],
                  y[1], y[2], strides[0], strides[1], padding[0], padding[1], padding[2],
-                 padding[3], dilation[0], dilation[1], groups, impl};
+                 padding[3], dilation[0], dilation[1], groups, impl, post_ops};
 }
 
 // Runs `p` with `args`, the kernel argument (`kernel_arg`) bound to the user's HWIO buffer
@@ -309,6 +336,55 @@ ffi::Error ConvBackwardWeightsImpl(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32
                    DNNL_ARG_DIFF_WEIGHTS, dkernel->typed_data());
 }
 
+// The evaluation convolution y = relu?(conv(x, kernel) + bias (+ residual)), f32[N, H, W, C]
+// * f32[kh, kw, C / groups, F] + f32[F] -> f32[N, H', W', F]. With `residual` the output
+// buffer is the residual's (the caller aliases them, `input_output_aliases`), which oneDNN's
+// sum post-op reads and overwrites; should XLA hand over two buffers, the residual is copied.
+ffi::Error inference(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> kernel,
+                     ffi::Buffer<ffi::F32> bias, const float* residual,
+                     ffi::ResultBuffer<ffi::F32> y, const Options& o, bool relu) {
+  if (auto error = check_options(o.strides, o.padding, o.dilation, o.groups, o.impl);
+      error.failure()) {
+    return error;
+  }
+  int64_t post_ops = (residual != nullptr ? kPostSum : 0) | (relu ? kPostRelu : 0);
+  ConvKey key = make_key(Pass::kInference, x.dimensions(), kernel.dimensions(), y->dimensions(),
+                         o.strides, o.padding, o.dilation, o.groups, o.impl, post_ops);
+  std::shared_ptr<ConvPrimitive> p;
+  try {
+    p = cached_primitive(key);
+  } catch (const dnnl::error& error) {
+    return ffi::Error::Internal(std::string("oneDNN inference: ") + error.what());
+  }
+  if (residual != nullptr && residual != y->typed_data()) {
+    std::memcpy(y->typed_data(), residual, y->element_count() * sizeof(float));
+  }
+  auto& engine = cpu_engine();
+  return run(*p,
+             {{DNNL_ARG_SRC, memory(p->src, engine, x.typed_data())},
+              {DNNL_ARG_BIAS, memory(p->bias, engine, bias.typed_data())},
+              {DNNL_ARG_DST, memory(p->dst, engine, y->typed_data())}},
+             DNNL_ARG_WEIGHTS, kernel.typed_data(), false);
+}
+
+ffi::Error ConvInferenceImpl(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> kernel,
+                             ffi::Buffer<ffi::F32> bias, ffi::ResultBuffer<ffi::F32> y,
+                             ffi::Span<const int64_t> strides, ffi::Span<const int64_t> padding,
+                             ffi::Span<const int64_t> dilation, int64_t groups, int64_t impl,
+                             bool relu) {
+  return inference(x, kernel, bias, nullptr, y, {strides, padding, dilation, groups, impl}, relu);
+}
+
+ffi::Error ConvInferenceAddImpl(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> kernel,
+                                ffi::Buffer<ffi::F32> bias, ffi::Buffer<ffi::F32> residual,
+                                ffi::ResultBuffer<ffi::F32> y, ffi::Span<const int64_t> strides,
+                                ffi::Span<const int64_t> padding,
+                                ffi::Span<const int64_t> dilation, int64_t groups, int64_t impl,
+                                bool relu) {
+  return inference(x, kernel, bias, residual.typed_data(), y,
+                   {strides, padding, dilation, groups, impl}, relu);
+}
+
 }  // namespace
 
 #define JAXDL_CONV_BINDING                            \
@@ -329,15 +405,37 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxdlConvBackwardData, ConvBackwardDataImpl,
 XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxdlConvBackwardWeights, ConvBackwardWeightsImpl,
                               JAXDL_CONV_BINDING);
 
+#define JAXDL_CONV_OPTIONS                            \
+  .Attr<ffi::Span<const int64_t>>("strides")          \
+      .Attr<ffi::Span<const int64_t>>("padding")      \
+      .Attr<ffi::Span<const int64_t>>("dilation")     \
+      .Attr<int64_t>("groups")                        \
+      .Attr<int64_t>("impl")                          \
+      .Attr<bool>("relu")
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxdlConvInference, ConvInferenceImpl,
+                              ffi::Ffi::Bind()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Ret<ffi::Buffer<ffi::F32>>() JAXDL_CONV_OPTIONS);
+XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxdlConvInferenceAdd, ConvInferenceAddImpl,
+                              ffi::Ffi::Bind()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Ret<ffi::Buffer<ffi::F32>>() JAXDL_CONV_OPTIONS);
+
 // What a pass of a convolution runs on with oneDNN's `impl`-th implementation for it: its
 // name (e.g. "brgconv:avx512_core"), for `python -m jaxdl.ops.onednn`, the tuner and the
-// benchmarks. Writes at most `size` bytes including the terminating zero; returns 0, or 1 if
+// benchmarks. `dims`: the key's 18 shape and option fields in order, then its post-ops. Writes at most `size` bytes including the terminating zero; returns 0, or 1 if
 // oneDNN has no such implementation for the shape.
 extern "C" int jaxdl_conv_implementation(int pass, const int64_t* dims, int64_t impl, char* out,
                                          size_t size) {
   ConvKey key{pass,     dims[0],  dims[1],  dims[2],  dims[3],  dims[4],  dims[5],
               dims[6],  dims[7],  dims[8],  dims[9],  dims[10], dims[11], dims[12],
-              dims[13], dims[14], dims[15], dims[16], dims[17], impl};
+              dims[13], dims[14], dims[15], dims[16], dims[17], impl,     dims[18]};
   try {
     std::snprintf(out, size, "%s", cached_primitive(key)->implementation.c_str());
   } catch (const dnnl::error& error) {
