@@ -5,9 +5,10 @@ in the dilated form (the stride-1 convolution of the input dilated by the stride
 
     python -m benchmarks.gan_step --rounds 5
 
-The model is `experiments.gan`'s (28x28x1, latent 64, widths 64), batch 128, the default
-layers, random images. Each round warms both up (2 steps) and times `--steps` steps of each;
-prints the median (min-max) ms per step and images a second of both.
+The model is `experiments.gan`'s at `--depth 0` (28x28x1, latent 64, widths 64; `--depth`
+sets it), batch 128, the default layers, random images. Each round warms both up (2 steps)
+and times `--steps` steps of each; prints the median (min-max) ms per step and images a
+second of both.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch_size", type=int, default=128)
     parser.add_argument("--width", type=int, default=64)
+    parser.add_argument("--depth", type=int, default=0)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--steps", type=int, default=10)
     args = parser.parse_args()
@@ -40,7 +42,13 @@ def main() -> None:
     from jaxdl.adversarial import create_gan_state, gan_train_step
 
     model = models.create(
-        "dcgan", num_classes=1, image_size=28, latent=64, width=args.width, discriminator_width=64
+        "dcgan",
+        num_classes=1,
+        image_size=28,
+        latent=64,
+        width=args.width,
+        discriminator_width=64,
+        depth=args.depth,
     )
     tx = optax.adam(2e-3, b1=0.5)
     state = create_gan_state(model, tx, tx, jax.random.PRNGKey(0), (28, 28, 1), 0.999)

@@ -3,9 +3,10 @@
 `dcgan`'s generator maps `--latent` normal noise through a linear layer and stride-2
 transposed convolutions (BatchNorm, ReLU, tanh at the end) to an image; its discriminator
 mirrors it with stride-2 convolutions and leaky ReLU and sees the batch's spread (minibatch
-standard deviation). Both train in one pure step (`jaxdl.adversarial`): a discriminator
-update on a real and a generated batch, then a generator update of the non-saturating loss,
-Adam (b1 = 0.5; 2e-3 decaying to 0 on a cosine over 16 epochs) for each; `--label_smoothing`
+standard deviation); `--depth` (1) stride-1 3x3 convolutions follow every stage of both.
+Both train in one pure step (`jaxdl.adversarial`): a discriminator update on a real and a
+generated batch, then a generator update of the non-saturating loss, Adam (b1 = 0.5; 2e-3
+decaying to 0 on a cosine over 8 epochs) for each; `--label_smoothing`
 is one-sided (the real images' target). Samples come from a moving average of the
 generator's weights (`--average_decay`, 0.999). After every epoch a grid of the same 64 noise
 vectors goes to `plots/samples/`. The judge is a LeNet-5: `--judge RUN_DIR` reads a trained
@@ -30,7 +31,7 @@ from jaxdl.train import train_and_evaluate
 DEFAULTS = TrainConfig(
     dataset="mnist",
     model="dcgan",
-    epochs=16,
+    epochs=8,
     batch_size=128,
     eval_batch_size=1000,
     lr=2e-3,
@@ -51,6 +52,12 @@ def parser() -> argparse.ArgumentParser:
         "--dataset", default=DEFAULTS.dataset, choices=tuple(IMAGE_SIZES), help="images to imitate"
     )
     result.add_argument("--latent", type=int, default=64, help="noise dimensions")
+    result.add_argument(
+        "--depth",
+        type=int,
+        default=1,
+        help="stride-1 3x3 convolutions after each stage of both networks",
+    )
     result.add_argument("--width", type=int, default=64, help="generator channels (last stage)")
     result.add_argument(
         "--discriminator_width", type=int, default=64, help="discriminator channels (first stage)"
@@ -94,6 +101,7 @@ def main(argv: list[str] | None = None) -> dict:
     dataset = args.dataset
     options = {
         "latent": args.latent,
+        "depth": args.depth,
         "width": args.width,
         "discriminator_width": args.discriminator_width,
         "image_size": IMAGE_SIZES[dataset],

@@ -78,21 +78,35 @@ def test_dcgan_shapes_and_parameter_split():
     }
 
 
-@pytest.mark.parametrize("spread", [True, False])
-def test_dcgan_parameter_counts_follow_the_formula(spread):
+@pytest.mark.parametrize("spread, depth", [(True, 0), (False, 0), (True, 1)])
+def test_dcgan_parameter_counts_follow_the_formula(spread, depth):
     """28x28 at latent L, generator width w, discriminator width d: the generator's linear
     layer to 7x7x2w, BatchNorm, a 4x4 transposed convolution 2w -> w, BatchNorm, one w -> 1
     with a bias; the discriminator's 4x4 convolutions 1 -> d (bias) and d -> 2d, BatchNorm,
-    and a linear layer on the 7x7 map, with one more channel for the batch's spread."""
+    and a linear layer on the 7x7 map, with one more channel for the batch's spread. Each of
+    `depth` adds a 3x3 convolution and a BatchNorm at every stage: at 2w and w channels in the
+    generator, at d and 2d in the discriminator."""
     latent, w, d = 64, 64, 64
     generator = latent * 49 * 2 * w + 2 * 2 * w + 16 * 2 * w * w + 2 * w + 16 * w + 1
     discriminator = 16 * d + d + 16 * d * 2 * d + 2 * 2 * d + 49 * (2 * d + spread) + 1
+    generator += depth * (9 * 2 * w * 2 * w + 2 * 2 * w + 9 * w * w + 2 * w)
+    discriminator += depth * (9 * d * d + 2 * d + 9 * 2 * d * 2 * d + 2 * 2 * d)
     model = models.create(
-        "dcgan", num_classes=1, image_size=28, latent=latent, width=w, batch_spread=spread
+        "dcgan",
+        num_classes=1,
+        image_size=28,
+        latent=latent,
+        width=w,
+        batch_spread=spread,
+        depth=depth,
     )
     params = jax.eval_shape(lambda: model.init(KEY, jnp.zeros((1, latent))))["params"]
-    assert count_params(params["generator"]) == generator == 533_889
-    assert count_params(params["discriminator"]) == discriminator == 138_689 + 49 * spread
+    assert count_params(params["generator"]) == generator
+    assert count_params(params["discriminator"]) == discriminator
+    assert (generator, discriminator) == {
+        0: (533_889, 138_689 + 49 * spread),
+        1: (718_593, 323_442),
+    }[depth]
 
 
 @pytest.mark.parametrize("jit", [False, True])

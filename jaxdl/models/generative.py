@@ -174,7 +174,9 @@ class DCGANGenerator(nn.Module):
     """Noise f32[B, latent] -> images f32[B, H, W, channels] in [-1, 1] (Radford et al. 2016):
     a linear layer to the base size (`base_size`) with `width` x 2^(stages-1) channels, then
     stride-2 4x4 transposed convolutions halving the channels, BatchNorm + ReLU between, tanh
-    at the end. `num_classes` is the number of image channels."""
+    at the end. `depth` stride-1 3x3 convolutions (BatchNorm + ReLU) follow the linear layer
+    and every transposed convolution but the last. `num_classes` is the number of image
+    channels."""
 
     num_classes: int = 1
     image_size: int = 28
@@ -182,6 +184,7 @@ class DCGANGenerator(nn.Module):
     axis_name: str | None = None
     dtype: Any = jnp.float32
     layers: str = "auto"
+    depth: int = 0
 
     @nn.compact
     def __call__(self, noise: jax.Array, train: bool = False) -> jax.Array:
@@ -190,13 +193,17 @@ class DCGANGenerator(nn.Module):
         norm = functools.partial(
             BatchNorm, axis_name=self.axis_name, dtype=self.dtype, layers=self.layers
         )
+        conv = functools.partial(Conv, use_bias=False, dtype=self.dtype, layers=self.layers)
         x = nn.Dense(side * side * widths[0], use_bias=False, dtype=self.dtype)(noise)
         x = nn.relu(norm()(x.reshape(noise.shape[0], side, side, widths[0]), train))
-        for features in widths[1:]:
-            x = ConvTranspose(features, 4, 2, use_bias=False, dtype=self.dtype, layers=self.layers)(
-                x
-            )
-            x = nn.relu(norm()(x, train))
+        for index, features in enumerate(widths):
+            if index:
+                x = ConvTranspose(
+                    features, 4, 2, use_bias=False, dtype=self.dtype, layers=self.layers
+                )(x)
+                x = nn.relu(norm()(x, train))
+            for _ in range(self.depth):
+                x = nn.relu(norm()(conv(features, 3)(x), train))
         x = ConvTranspose(self.num_classes, 4, 2, dtype=self.dtype, layers=self.layers)(x)
         return jnp.tanh(x)
 
@@ -218,7 +225,8 @@ class DCGANDiscriminator(nn.Module):
     """Images f32[B, H, W, C] -> logits f32[B] (real: positive): stride-2 4x4 convolutions
     doubling from `width` channels with leaky ReLU (0.2), BatchNorm after all but the first,
     then (`batch_spread`) the minibatch standard deviation as one more feature map
-    (`minibatch_std`), then a linear layer (Radford et al. 2016)."""
+    (`minibatch_std`), then a linear layer (Radford et al. 2016). `depth` stride-1 3x3
+    convolutions (BatchNorm + leaky ReLU) follow each stride-2 one."""
 
     num_classes: int = 1
     width: int = 64
@@ -226,18 +234,23 @@ class DCGANDiscriminator(nn.Module):
     dtype: Any = jnp.float32
     layers: str = "auto"
     batch_spread: bool = True
+    depth: int = 0
 
     @nn.compact
     def __call__(self, images: jax.Array, train: bool = False) -> jax.Array:
         _, stages = base_size(images.shape[1])
         x = images.astype(self.dtype)
+        norm = functools.partial(
+            BatchNorm, axis_name=self.axis_name, dtype=self.dtype, layers=self.layers
+        )
         for index, features in enumerate(widths_for(stages, self.width)):
             x = Conv(features, 4, 2, use_bias=index == 0, dtype=self.dtype, layers=self.layers)(x)
             if index:
-                x = BatchNorm(axis_name=self.axis_name, dtype=self.dtype, layers=self.layers)(
-                    x, train
-                )
+                x = norm()(x, train)
             x = nn.leaky_relu(x, 0.2)
+            for _ in range(self.depth):
+                x = Conv(features, 3, 1, use_bias=False, dtype=self.dtype, layers=self.layers)(x)
+                x = nn.leaky_relu(norm()(x, train), 0.2)
         if self.batch_spread:
             x = minibatch_std(x, self.axis_name if train else None)  # (as BatchNorm's)
         return nn.Dense(1, dtype=self.dtype)(x.reshape(x.shape[0], -1))[:, 0]
@@ -251,7 +264,7 @@ class DCGAN(nn.Module):
     two-player state and step (`jaxdl.adversarial`) update each half on its own. `num_classes`
     is the number of image channels; `width` and `discriminator_width` the first stage's
     channels of each; `batch_spread` gives the discriminator the minibatch standard
-    deviation."""
+    deviation; `depth` adds that many stride-1 3x3 convolutions at every stage of both."""
 
     num_classes: int = 1
     image_size: int = 28
@@ -262,10 +275,17 @@ class DCGAN(nn.Module):
     dtype: Any = jnp.float32
     layers: str = "auto"
     batch_spread: bool = True
+    depth: int = 0
 
     def setup(self):
         self.generator = DCGANGenerator(
-            self.num_classes, self.image_size, self.width, self.axis_name, self.dtype, self.layers
+            self.num_classes,
+            self.image_size,
+            self.width,
+            self.axis_name,
+            self.dtype,
+            self.layers,
+            self.depth,
         )
         self.discriminator = DCGANDiscriminator(
             self.num_classes,
@@ -274,6 +294,7 @@ class DCGAN(nn.Module):
             self.dtype,
             self.layers,
             self.batch_spread,
+            self.depth,
         )
 
     def generate(self, noise: jax.Array, train: bool = False) -> jax.Array:
