@@ -8,7 +8,7 @@ epochs is fitted to an 85-minute budget for the epochs (`--time_budget_minutes`;
 is laid out over as many epochs as fit, then re-planned once a tenth of the way in from the
 epochs' own times, so the whole run ends inside 90 minutes on whichever CPU it gets (our 2-core
 machines differ 1.7x in speed: on XLA's convolutions ~30 epochs on the slower, ~55 on the
-faster; the oneDNN kernels' 1.4x faster steps fit about 40 and 75; BENCHMARKS.md).
+faster; on oneDNN's kernels an AVX2-only EPYC plans 57 (521 img/s), BENCHMARKS.md).
 `--time_budget_minutes 0` trains exactly `--epochs`. A seeded 45,000 / 5,000 train /
 validation split; the 10,000 test images are used once, for the final number (plain and with
 flip test-time augmentation).
