@@ -19,7 +19,7 @@ from jax import lax
 from jax.test_util import check_grads
 
 from jaxdl import models, parallel
-from jaxdl.nn.conv import conv_function, fused_batch_norm
+from jaxdl.nn.conv import Conv, conv_function, fused_batch_norm
 from jaxdl.ops import fast_cpu, onednn
 from jaxdl.ops.onednn import build, tuning
 from jaxdl.state import create_train_state
@@ -196,7 +196,7 @@ def test_without_the_library_jaxdl_says_so_and_runs_on_xla(tmp_path):
     script = textwrap.dedent(
         """
         import jax, jax.numpy as jnp, numpy as np
-        from jaxdl.nn.conv import conv_function, fused_batch_norm
+        from jaxdl.nn.conv import Conv, conv_function, fused_batch_norm
         from jaxdl.ops import fast_cpu, onednn
         x = jnp.asarray(np.random.default_rng(0).standard_normal((2, 8, 8, 4)), jnp.float32)
         k = jnp.asarray(np.random.default_rng(1).standard_normal((3, 3, 4, 6)), jnp.float32)
@@ -382,3 +382,12 @@ def test_evaluation_folds_batch_norm_into_one_onednn_call_per_conv(layers, monke
         logits[impl] = apply(variables, x)
         assert bool(jnp.all(jnp.isfinite(logits[impl])))
     assert relative_error(logits[layers], logits["fast"]) <= 1e-5
+    # a caller capturing intermediates (jaxdl.tools.introspect) still sees all 19 Conv outputs
+    _, captured = models.create("resnet20", num_classes=10, layers=layers).apply(
+        variables,
+        x[:1],
+        train=False,
+        capture_intermediates=lambda module, _: isinstance(module, Conv),
+        mutable=["intermediates"],
+    )
+    assert len(jax.tree.leaves(captured)) == 19

@@ -291,7 +291,12 @@ class ConvBN(nn.Module):
         )
         relu = self.act == "relu"
         y = None
-        if not train and not self.is_initializing() and fold_batch_norm(self.layers, self.dtype):
+        # not folded while initialising (the variables do not exist yet) nor while a caller
+        # captures intermediates (`jaxdl.tools.introspect` wants every Conv's own output)
+        capturing = self.is_mutable_collection("intermediates")
+        if not (train or self.is_initializing() or capturing) and fold_batch_norm(
+            self.layers, self.dtype
+        ):
             y = self._folded(x, residual, relu, conv.name, norm.name, norm.epsilon)
         if y is None:
             y = norm(conv(x), train, residual, relu)

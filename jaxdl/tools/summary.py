@@ -23,6 +23,7 @@ import jax.numpy as jnp
 
 from jaxdl import cli, models
 from jaxdl.errors import ConfigError
+from jaxdl.models.registry import has_field
 from jaxdl.nn.conv import Conv
 from jaxdl.nn.pool import AvgPool, MaxPool
 from jaxdl.state import count_params
@@ -102,7 +103,12 @@ def _layer_flops(module: nn.Module, variables: dict, args: tuple, kwargs: dict) 
 
 
 def summarize(model: nn.Module, input_shape: tuple[int, ...], depth: int = 1) -> list[Row]:
-    """The rows of the summary for input f32[input_shape] (with a batch dimension)."""
+    """The rows of the summary for input f32[input_shape] (with a batch dimension), traced on
+    flax's plain layers: every layer's arithmetic is then XLA's to count (a oneDNN custom call
+    counts as none), and every Conv is called (in evaluation the oneDNN layers fold a ConvBN
+    into one call)."""
+    if has_field(model, "layers"):
+        model = model.clone(layers="plain")
     variables = cost.variable_shapes(model, input_shape)
     fields: dict[int, Field] = {}
     keep_alive, calls, stack = [], [], []
