@@ -358,6 +358,21 @@ def test_inference_convolution_equals_lax_with_bias_residual_and_relu(case, relu
             np.testing.assert_array_equal(kept, residual)
     assert onednn.implementation("inference", x.shape, kernel.shape, spec) is not None
 
+    # differentiable, as attribution methods need: against autodiff of the reference and
+    # (away from the ReLU's kink) finite differences
+    def reference(x, k, b, r):
+        y = conv_call(lax.conv_general_dilated, case)(x, k) + b + r
+        return jnp.maximum(y, 0.0) if relu else y
+
+    ours = lambda x, k, b, r: onednn.inference(x, k, b, spec, r, relu)  # noqa: E731
+    operands = (x, kernel, bias, residual)
+    dy = jnp.asarray(rng.standard_normal(conv.shape), jnp.float32)
+    got = jax.vjp(ours, *operands)[1](dy)
+    for got_grad, want_grad in zip(got, jax.vjp(reference, *operands)[1](dy), strict=True):
+        assert relative_error(got_grad, want_grad) <= tolerance
+    if not relu:
+        check_grads(ours, operands, order=1, modes=("rev",), atol=2e-2, rtol=2e-2, eps=1e-2)
+
 
 @needs_onednn
 @pytest.mark.parametrize("layers", ["onednn", "auto"])
@@ -391,3 +406,10 @@ def test_evaluation_folds_batch_norm_into_one_onednn_call_per_conv(layers, monke
         mutable=["intermediates"],
     )
     assert len(jax.tree.leaves(captured)) == 19
+    # the folded model is differentiable (saliency maps): its input gradient equals XLA's
+    grads = {}
+    for impl in (layers, "fast"):
+        model = models.create("resnet20", num_classes=10, layers=impl)
+        score = lambda x, model=model: model.apply(variables, x, train=False)[:, 3].sum()
+        grads[impl] = jax.jit(jax.grad(score))(x)
+    assert relative_error(grads[layers], grads["fast"]) <= 1e-4

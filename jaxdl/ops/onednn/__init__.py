@@ -200,14 +200,63 @@ def inference(
     (`jaxdl.nn.conv.ConvBN`); the add and ReLU are oneDNN post-ops, so the output is written
     once, not once by the convolution and again by the normalisation. The residual's buffer
     becomes the output's. `impl` as the other passes take it, or oneDNN's last if it lists
-    fewer. Not differentiable: training runs `conv`."""
+    fewer. Differentiable (saliency maps and Grad-CAM differentiate an evaluation model): the
+    backward pass runs oneDNN's backward-data and backward-weights kernels."""
+    if residual is None:
+        return _inference(x, kernel, bias, spec, bool(relu), impl)
+    return _inference_add(x, kernel, bias, residual, spec, bool(relu), impl)
+
+
+def _inference_call(x, kernel, bias, residual, spec, relu, impl):
     height, width = output_hw(x.shape, kernel.shape, spec)
     shape = (x.shape[0], height, width, kernel.shape[3])
     if residual is None:
         return _call("jaxdl_conv_inference", shape, x, kernel, bias, spec=spec, impl=impl,
-                     relu=bool(relu))  # fmt: skip
+                     relu=relu)  # fmt: skip
     return _call("jaxdl_conv_inference_add", shape, x, kernel, bias, residual, spec=spec,
-                 impl=impl, aliases={3: 0}, relu=bool(relu))  # fmt: skip
+                 impl=impl, aliases={3: 0}, relu=relu)  # fmt: skip
+
+
+def _inference_grads(spec, relu, saved, dy):
+    """(dx, dkernel, dbias, doutput-before-ReLU) of the evaluation convolution."""
+    x, kernel, y = saved
+    g = jnp.where(y > 0, dy, 0.0) if relu else dy
+    dx = backward_data(g, kernel, x.shape, spec)
+    return dx, backward_weights(x, g, kernel.shape, spec), jnp.sum(g, axis=(0, 1, 2)), g
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4, 5))
+def _inference(x, kernel, bias, spec, relu, impl):
+    return _inference_call(x, kernel, bias, None, spec, relu, impl)
+
+
+def _inference_fwd(x, kernel, bias, spec, relu, impl):
+    y = _inference_call(x, kernel, bias, None, spec, relu, impl)
+    return y, (x, kernel, y if relu else None)
+
+
+def _inference_bwd(spec, relu, impl, saved, dy):
+    return _inference_grads(spec, relu, saved, dy)[:3]
+
+
+_inference.defvjp(_inference_fwd, _inference_bwd)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(4, 5, 6))
+def _inference_add(x, kernel, bias, residual, spec, relu, impl):
+    return _inference_call(x, kernel, bias, residual, spec, relu, impl)
+
+
+def _inference_add_fwd(x, kernel, bias, residual, spec, relu, impl):
+    y = _inference_call(x, kernel, bias, residual, spec, relu, impl)
+    return y, (x, kernel, y if relu else None)
+
+
+def _inference_add_bwd(spec, relu, impl, saved, dy):
+    return _inference_grads(spec, relu, saved, dy)
+
+
+_inference_add.defvjp(_inference_add_fwd, _inference_add_bwd)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
