@@ -212,11 +212,13 @@ class RecordConvChoices(Hook):
             return
         if not self.written:
             kinds = [{tuning.parse(c)[0] for c in choice.values()} for choice in choices.values()]
-            onednn = sum(kind == {"onednn"} for kind in kinds)
+            onednn = sum(kind <= {"onednn", "gemm"} for kind in kinds)
+            gemm = sum("gemm" in kind for kind in kinds)
             xla = sum(kind == {"xla"} for kind in kinds)
             log(
-                f"convolutions: {onednn} shapes on oneDNN, {xla} on XLA, "
-                f"{len(kinds) - onednn - xla} mixed ({self.rundir.file(CONV_CHOICES)})"
+                f"convolutions: {onednn} shapes on oneDNN ({gemm} of them with the gemm weight "
+                f"gradient), {xla} on XLA, {len(kinds) - onednn - xla} mixed "
+                f"({self.rundir.file(CONV_CHOICES)})"
             )
         self.rundir.write_conv_choices(choices)
         self.written = choices

@@ -356,3 +356,13 @@ def test_gan_killed_with_sigkill_resumes_bit_identical(tmp_path, tiny_judge):
     step, state = _final_state(workdir)
     assert 0 < killed_at < step == ref_step == 36  # 576 images in batches of 32, 2 epochs
     jax.tree.map(np.testing.assert_array_equal, state, ref_state)
+
+
+@pytest.mark.parametrize(
+    "option, message",
+    [({"depth": -1}, "depth must be 0 or more, got -1"), ({"width": 0}, "width must be at")],
+)
+def test_dcgan_refuses_a_negative_depth_or_an_empty_width(option, message):
+    model = models.create("dcgan", num_classes=1, image_size=28, latent=8, **option)
+    with pytest.raises(ConfigError, match=message):
+        model.init(KEY, jnp.zeros((1, 8)))

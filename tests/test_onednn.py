@@ -111,6 +111,27 @@ def test_every_pass_equals_lax_conv(case):
 
 
 @needs_onednn
+@pytest.mark.parametrize("case", [c for c in CASES if c[-1] == 1], ids=str)
+def test_gemm_weight_gradient_equals_lax_conv(case):
+    x, kernel = case_arrays(case)
+    spec = onednn.conv_spec(x, kernel, (case[6],) * 2, case[7], None, (case[8],) * 2, DIMS,
+                            1, 1, None, None)  # fmt: skip
+    want_out, want_vjp = jax.vjp(lambda k: conv_call(lax.conv_general_dilated, case)(x, k), kernel)
+    dy = jnp.asarray(np.random.default_rng(1).standard_normal(want_out.shape), jnp.float32)
+    got = jax.jit(lambda x, dy: onednn.backward_weights_gemm(x, dy, kernel.shape, spec))(x, dy)
+    tolerance = 1e-5 if kernel.shape[0] <= 3 else 1e-4
+    assert relative_error(got, want_vjp(dy)[0]) <= tolerance
+
+
+@needs_onednn
+def test_gemm_weight_gradient_refuses_groups():
+    spec = onednn.ConvSpec((1, 1), (1, 1, 1, 1), (1, 1), 2)
+    with pytest.raises(ValueError, match="groups 1, not 2"):
+        onednn.backward_weights_gemm(jnp.ones((1, 4, 4, 4)), jnp.ones((1, 4, 4, 4)),
+                                     (3, 3, 2, 4), spec)  # fmt: skip
+
+
+@needs_onednn
 @pytest.mark.parametrize("case", [CASES[1], CASES[8], CASES[11]], ids=str)
 def test_gradients_match_finite_differences(case):
     x, kernel = case_arrays(case)
@@ -254,14 +275,22 @@ def test_tuning_times_once_then_remembers(tmp_path, monkeypatch, capsys):
     flipped = {p: "xla" if first[p].startswith("onednn") else "onednn:1" for p in tuning.PASSES}
     tuning.pin({key: flipped})
     assert {p: tuning.choose(p, shape, kernel_shape, spec) for p in tuning.PASSES} == flipped
-    with pytest.raises(ValueError, match="each one of onednn, onednn:N, xla"):
+    with pytest.raises(ValueError, match=r"each one of onednn, onednn:N, gemm \(weight gra"):
         tuning.pin({key: {"forward": "cudnn"}})
+    with pytest.raises(ValueError, match="gemm"):
+        tuning.pin({key: {"forward": "gemm"}})  # the gemm kernel is a weight gradient only
     tuning.forget()
 
 
 @needs_onednn
 @pytest.mark.parametrize(
-    "choice", [("onednn", "xla", "onednn"), ("xla", "onednn", "xla"), ("xla", "xla", "xla")]
+    "choice",
+    [
+        ("onednn", "xla", "onednn"),
+        ("xla", "onednn", "xla"),
+        ("xla", "xla", "xla"),
+        ("onednn:1", "onednn", "gemm"),
+    ],
 )
 def test_tuned_conv_with_mixed_passes_equals_lax(choice, monkeypatch):
     case = CASES[1]

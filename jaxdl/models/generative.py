@@ -278,6 +278,11 @@ class DCGAN(nn.Module):
     depth: int = 0
 
     def setup(self):
+        for name in ("latent", "width", "discriminator_width"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"DCGAN {name} must be at least 1, got {getattr(self, name)}.")
+        if self.depth < 0:
+            raise ConfigError(f"DCGAN depth must be 0 or more, got {self.depth}.")
         self.generator = DCGANGenerator(
             self.num_classes,
             self.image_size,

@@ -198,13 +198,22 @@ def look_inside(
         )
         figures["top_patch_layer"] = layer
         figures["top_patch_field"] = field.size
+    # The gradient and SmoothGrad maps of the first max(shown, deletion_images) images, computed
+    # once: the first `shown` are drawn, the first `deletion_images` judged by deletion below.
     few, few_labels = normalized[:shown], labels[:shown]
-    maps = {
-        "gradient": np.asarray(attribution.gradient_saliency(state, few, few_labels)),
+    judged, judged_labels = normalized[:deletion_images], labels[:deletion_images]
+    both = max(shown, deletion_images)
+    ranked = {
         "SmoothGrad": np.asarray(
-            attribution.smoothgrad(state, few, few_labels, jax.random.fold_in(key, 2))
+            attribution.smoothgrad(
+                state, normalized[:both], labels[:both], jax.random.fold_in(key, 2)
+            )
+        ),
+        "gradient": np.asarray(
+            attribution.gradient_saliency(state, normalized[:both], labels[:both])
         ),
     }
+    maps = {"gradient": ranked["gradient"][:shown], "SmoothGrad": ranked["SmoothGrad"][:shown]}
     overlay = []
     if spatial:
         cam_layer = features.last_feature_layer(state, normalized[:1])
@@ -221,15 +230,10 @@ def look_inside(
             test.images[:shown], maps, titles, os.path.join(out, "attribution.png"), overlay
         )
     )
-    judged, judged_labels = normalized[:deletion_images], labels[:deletion_images]
-    ranked = {
-        "SmoothGrad": attribution.smoothgrad(
-            state, judged, judged_labels, jax.random.fold_in(key, 3)
-        ),
-        "gradient": attribution.gradient_saliency(state, judged, judged_labels),
-    }
     figures["deletion"] = {
-        name: attribution.deletion_test(state, judged, judged_labels, np.asarray(values), seed=seed)
+        name: attribution.deletion_test(
+            state, judged, judged_labels, values[:deletion_images], seed=seed
+        )
         for name, values in ranked.items()
     }
     figures["deletion_images"] = int(len(judged))

@@ -48,6 +48,8 @@ TARGETS = {
     "jaxdl_conv_forward": "JaxdlConvForward",
     "jaxdl_conv_backward_data": "JaxdlConvBackwardData",
     "jaxdl_conv_backward_weights": "JaxdlConvBackwardWeights",
+    # the weight gradient as im2col + one sgemm over the batch (conv_gemm.cc), groups 1
+    "jaxdl_conv_backward_weights_gemm": "JaxdlConvBackwardWeightsGemm",
     # evaluation: BatchNorm folded in, the residual add and ReLU as oneDNN post-ops
     "jaxdl_conv_inference": "JaxdlConvInference",
     "jaxdl_conv_inference_add": "JaxdlConvInferenceAdd",
@@ -185,6 +187,15 @@ def backward_weights(
     return _call("jaxdl_conv_backward_weights", kernel_shape, x, dy, spec=spec, impl=impl)
 
 
+def backward_weights_gemm(x: jax.Array, dy: jax.Array, kernel_shape, spec: ConvSpec) -> jax.Array:
+    """`backward_weights` as im2col + one matrix product over the batch (`conv_gemm.cc`), for
+    groups 1: faster than oneDNN's own kernel on wide layers of CPUs without its brgemm
+    weight-gradient kernels (AVX2); the tuner times both."""
+    if spec.groups != 1:
+        raise ValueError(f"backward_weights_gemm takes groups 1, not {spec.groups}.")
+    return _call("jaxdl_conv_backward_weights_gemm", kernel_shape, x, dy, spec=spec, impl=0)
+
+
 def inference(
     x: jax.Array,
     kernel: jax.Array,
@@ -202,9 +213,7 @@ def inference(
     becomes the output's. `impl` as the other passes take it, or oneDNN's last if it lists
     fewer. Differentiable (saliency maps and Grad-CAM differentiate an evaluation model): the
     backward pass runs oneDNN's backward-data and backward-weights kernels."""
-    if residual is None:
-        return _inference(x, kernel, bias, spec, bool(relu), impl)
-    return _inference_add(x, kernel, bias, residual, spec, bool(relu), impl)
+    return _inference(x, kernel, bias, residual, spec, bool(relu), impl, residual is not None)
 
 
 def _inference_call(x, kernel, bias, residual, spec, relu, impl):
@@ -217,46 +226,28 @@ def _inference_call(x, kernel, bias, residual, spec, relu, impl):
                  impl=impl, aliases={3: 0}, relu=relu)  # fmt: skip
 
 
-def _inference_grads(spec, relu, saved, dy):
-    """(dx, dkernel, dbias, doutput-before-ReLU) of the evaluation convolution."""
-    x, kernel, y = saved
-    g = jnp.where(y > 0, dy, 0.0) if relu else dy
-    dx = backward_data(g, kernel, x.shape, spec)
-    return dx, backward_weights(x, g, kernel.shape, spec), jnp.sum(g, axis=(0, 1, 2)), g
-
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4, 5))
-def _inference(x, kernel, bias, spec, relu, impl):
-    return _inference_call(x, kernel, bias, None, spec, relu, impl)
-
-
-def _inference_fwd(x, kernel, bias, spec, relu, impl):
-    y = _inference_call(x, kernel, bias, None, spec, relu, impl)
-    return y, (x, kernel, y if relu else None)
-
-
-def _inference_bwd(spec, relu, impl, saved, dy):
-    return _inference_grads(spec, relu, saved, dy)[:3]
-
-
-_inference.defvjp(_inference_fwd, _inference_bwd)
-
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(4, 5, 6))
-def _inference_add(x, kernel, bias, residual, spec, relu, impl):
+# `residual` is an array or None (an empty pytree, whose cotangent is None); `has_residual`
+# says which, statically, for the backward pass.
+@functools.partial(jax.custom_vjp, nondiff_argnums=(4, 5, 6, 7))
+def _inference(x, kernel, bias, residual, spec, relu, impl, has_residual):
     return _inference_call(x, kernel, bias, residual, spec, relu, impl)
 
 
-def _inference_add_fwd(x, kernel, bias, residual, spec, relu, impl):
+def _inference_fwd(x, kernel, bias, residual, spec, relu, impl, has_residual):
     y = _inference_call(x, kernel, bias, residual, spec, relu, impl)
     return y, (x, kernel, y if relu else None)
 
 
-def _inference_add_bwd(spec, relu, impl, saved, dy):
-    return _inference_grads(spec, relu, saved, dy)
+def _inference_bwd(spec, relu, impl, has_residual, saved, dy):
+    """(dx, dkernel, dbias, dresidual): the residual's gradient is the output's before ReLU."""
+    x, kernel, y = saved
+    g = jnp.where(y > 0, dy, 0.0) if relu else dy
+    dx = backward_data(g, kernel, x.shape, spec)
+    dkernel = backward_weights(x, g, kernel.shape, spec)
+    return dx, dkernel, jnp.sum(g, axis=(0, 1, 2)), g if has_residual else None
 
 
-_inference_add.defvjp(_inference_add_fwd, _inference_add_bwd)
+_inference.defvjp(_inference_fwd, _inference_bwd)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))

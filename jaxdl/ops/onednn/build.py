@@ -1,5 +1,6 @@
-"""Builds jaxdl's CPU kernels (`conv.cc`: oneDNN's convolutions; `batch_norm.cc`: BatchNorm
-fused with its residual add and ReLU) into one shared library; `make install` runs this.
+"""Builds jaxdl's CPU kernels (`conv.cc`: oneDNN's convolutions; `conv_gemm.cc`: the weight
+gradient as im2col + sgemm; `batch_norm.cc`: BatchNorm fused with its residual add and ReLU)
+into one shared library; `make install` runs this.
 
     python -m jaxdl.ops.onednn.build [--force]
 
@@ -25,7 +26,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-SOURCES = tuple(Path(__file__).with_name(name) for name in ("conv.cc", "batch_norm.cc"))
+SOURCES = tuple(
+    Path(__file__).with_name(name) for name in ("conv.cc", "conv_gemm.cc", "batch_norm.cc")
+)
 BUILD_DIR = Path(__file__).with_name("_build")
 LIBRARY = BUILD_DIR / "libjaxdl_onednn.so"
 STAMP = BUILD_DIR / "build.stamp"

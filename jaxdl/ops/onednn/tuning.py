@@ -8,10 +8,12 @@ input gradient, weight gradient) that ran fastest when this shape was timed, as 
 autotuner / `torch.backends.cudnn.benchmark` do.
 
 A pass of a shape is timed the first time a step that uses it is traced (oneDNN's first three
-implementations for it but its gemm and reference ones, "onednn", "onednn:1", "onednn:2",
+implementations for it but its gemm and reference ones, "onednn", "onednn:1", "onednn:2";
+for the weight gradient of an ungrouped convolution also jaxdl's "gemm", im2col + one sgemm
+over the batch (`conv_gemm.cc`, faster than oneDNN 3.2's own on AVX2 CPUs' wide layers);
 and XLA's; each jitted alone, the best of 5 timings of up to 3 calls after two warm-ups; an
 evaluation step times only the forward pass); XLA's is taken only if it is 1.25x faster than
-the best oneDNN one (`XLA_MARGIN`), and the choice is remembered:
+the best of the others (`XLA_MARGIN`), and the choice is remembered:
 
 * in this process, so every later trace of that shape takes the same kernels;
 * on disk, in `$JAXDL_CACHE_DIR/conv_choices.json` (default `~/.cache/jaxdl`), keyed by the
@@ -49,7 +51,7 @@ from jaxdl.errors import ConfigError
 from jaxdl.ops import fast_cpu, onednn
 from jaxdl.ops.onednn import ConvSpec
 
-IMPLEMENTATIONS = ("onednn", "xla")
+IMPLEMENTATIONS = ("onednn", "gemm", "xla")
 # oneDNN lists several implementations for a convolution pass, best first by its own guess;
 # that guess is not always right here (ResNet-20's 32x32x16 forward: its first, brgconv, 3.5
 # ms a call; its second, jit:avx512_core, 1.8 ms). So the tuner times its first few, each
@@ -59,17 +61,17 @@ SLOW_KERNELS = ("gemm", "ref")
 
 
 def parse(choice: str) -> tuple[str, int]:
-    """("onednn", N) or ("xla", 0) for a choice as the caches hold it."""
+    """("onednn", N), ("gemm", 0) or ("xla", 0) for a choice as the caches hold it."""
     kind, _, index = choice.partition(":")
     return kind, int(index or 0)
 
 
 def valid(choice) -> bool:
-    """Whether `choice` is "xla", "onednn" or "onednn:N"."""
+    """Whether `choice` is "xla", "gemm", "onednn" or "onednn:N"."""
     if not isinstance(choice, str):
         return False
     kind, _, index = choice.partition(":")
-    return choice == "xla" or (kind == "onednn" and (not index or index.isdigit()))
+    return choice in ("xla", "gemm") or (kind == "onednn" and (not index or index.isdigit()))
 
 
 PASSES = onednn.PASSES
@@ -164,10 +166,11 @@ def forget() -> None:
 
 
 def _check(value: dict[str, str], where: str) -> None:
-    if not set(value) <= set(PASSES) or not all(valid(v) for v in value.values()):
+    gemm_elsewhere = any(v == "gemm" and p != "backward_weights" for p, v in value.items())
+    if not set(value) <= set(PASSES) or not all(map(valid, value.values())) or gemm_elsewhere:
         raise ConfigError(
             f"{where} is {value!r}; its keys must be among {', '.join(PASSES)}, each one of "
-            f"onednn, onednn:N, xla."
+            f"onednn, onednn:N, gemm (weight gradients), xla."
         )
 
 
@@ -214,6 +217,10 @@ def run_pass(pass_name: str, impl: str, spec: ConvSpec, a, b, shape=None):
     pass takes: forward (x, kernel), backward_data (dy, kernel, `shape` of x),
     backward_weights (x, dy, `shape` of kernel)."""
     kind, index = parse(impl)
+    if kind == "gemm":
+        if pass_name != "backward_weights":
+            raise ValueError(f"the gemm kernel computes weight gradients, not {pass_name}.")
+        return onednn.backward_weights_gemm(a, b, shape, spec)
     if kind == "onednn":
         if pass_name == "forward":
             return onednn.forward(a, b, spec, index)
@@ -228,7 +235,7 @@ def run_pass(pass_name: str, impl: str, spec: ConvSpec, a, b, shape=None):
 
 
 # How a pass is timed; part of the cache's key, so choices timed otherwise are timed again.
-TIMING = "best of 5 of oneDNN's first 3 kernels, XLA by 1.25x"
+TIMING = "best of 5 of oneDNN's first 3 kernels, gemm weight gradients, XLA by 1.25x"
 
 
 def time_pass(pass_name: str, x_shape, kernel_shape, spec: ConvSpec, repeats: int = 5,
@@ -255,6 +262,8 @@ def time_pass(pass_name: str, x_shape, kernel_shape, spec: ConvSpec, repeats: in
             break
         if index == 0 or not any(slow in name for slow in SLOW_KERNELS):
             candidates.append("onednn" if index == 0 else f"onednn:{index}")
+    if pass_name == "backward_weights" and spec.groups == 1:
+        candidates.append("gemm")  # im2col + sgemm (conv_gemm.cc)
     result = {}
     for impl in (*candidates, "xla"):
         fn = jax.jit(lambda a, b, impl=impl: run_pass(pass_name, impl, spec, a, b, shape))
@@ -291,15 +300,15 @@ XLA_MARGIN = 1.25
 
 
 def pick(timings: dict[str, float]) -> str:
-    """The fastest of oneDNN's timed implementations ("onednn[:N]"), or "xla" if its time
-    beats that one's by `XLA_MARGIN`."""
+    """The fastest of the timed implementations on oneDNN's OpenMP threads ("onednn[:N]",
+    "gemm"), or "xla" if its time beats that one's by `XLA_MARGIN`."""
     best = min((c for c in timings if c != "xla"), key=timings.__getitem__)
     return "xla" if timings["xla"] * XLA_MARGIN < timings[best] else best
 
 
 def choose(pass_name: str, x_shape, kernel_shape, spec: ConvSpec) -> str:
-    """The implementation ("onednn", "onednn:N" or "xla") of one pass of this convolution (see
-    the module docstring)."""
+    """The implementation ("onednn", "onednn:N", "gemm" or "xla") of one pass of this
+    convolution (see the module docstring)."""
     key = shape_key(x_shape, kernel_shape, spec)
     with _lock:
         made = _made.get(key, {}).get(pass_name)
