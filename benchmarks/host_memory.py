@@ -2,10 +2,13 @@
 page faults, with and without.
 
     python -m benchmarks.host_memory --model resnet20 --layers auto --rounds 3
+    python -m benchmarks.host_memory --model airbench94 --batch_size 1024 --rounds 1 \
+        --repeats 30 --steps 1 --trim_bytes 2147483647
 
-Each setting runs in child processes of its own (`JAXDL_KEEP_HOST_MEMORY=1` / `0`: glibc's
-arena settings are fixed when a thread first allocates), the two in turn for `--rounds`
-rounds. A child compiles the step, warms it up, then times `--repeats` x `--steps` steps and
+Each setting runs in child processes of its own (`JAXDL_KEEP_HOST_MEMORY=1` / `0`, and with
+`--trim_bytes N` also kept but given back past N free bytes, `JAXDL_HEAP_TRIM_BYTES`: glibc's
+arena settings are fixed when a thread first allocates), in turn for `--rounds` rounds. A
+child compiles the step, warms it up (3 steps), then times `--repeats` x `--steps` steps and
 counts the minor page faults they took (`getrusage`). Prints the temporary buffer's size, the
 median step time (min-max) and the faults per step of each setting.
 """
@@ -45,8 +48,11 @@ print(json.dumps({"times": times, "faults": faults, "temp_mb": temp / 2**20}))
 """
 
 
-def run_child(keep: str, args) -> dict:
-    env = dict(os.environ, JAXDL_KEEP_HOST_MEMORY=keep)
+def run_child(setting: str, args) -> dict:
+    env = {k: v for k, v in os.environ.items() if k != "JAXDL_HEAP_TRIM_BYTES"}
+    env["JAXDL_KEEP_HOST_MEMORY"] = "0" if setting == "off" else "1"
+    if setting == "trimmed":
+        env["JAXDL_HEAP_TRIM_BYTES"] = str(args.trim_bytes)
     cmd = [sys.executable, "-c", CHILD, args.model, args.layers, str(args.batch_size),
            str(args.repeats), str(args.steps)]  # fmt: skip
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
@@ -61,19 +67,32 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument(
+        "--trim_bytes",
+        type=int,
+        default=0,
+        help="also time the kept heap given back past this many free bytes (0: not timed)",
+    )
     args = parser.parse_args()
 
-    results = {"1": [], "0": []}
+    settings = ("kept", "trimmed", "off") if args.trim_bytes else ("kept", "off")
+    results = {setting: [] for setting in settings}
     for _ in range(args.rounds):
-        for keep in results:
-            results[keep].append(run_child(keep, args))
-    temp = results["1"][0]["temp_mb"]
+        for setting in results:
+            results[setting].append(run_child(setting, args))
+    temp = results["kept"][0]["temp_mb"]
     print(f"{args.model} batch {args.batch_size}, layers {args.layers}: "
           f"{temp:.0f} MiB of temporaries a step; {args.rounds} rounds x {args.repeats} x "
           f"{args.steps} steps")  # fmt: skip
-    for keep, label in (("1", "freed memory kept (default)"), ("0", "JAXDL_KEEP_HOST_MEMORY=0")):
-        times = [t for child in results[keep] for t in child["times"]]
-        faults = statistics.median(child["faults"] for child in results[keep])
+    labels = {
+        "kept": "freed memory kept (default)",
+        "trimmed": f"kept, trimmed past {args.trim_bytes:,} B",
+        "off": "JAXDL_KEEP_HOST_MEMORY=0",
+    }
+    for setting in results:
+        label = labels[setting]
+        times = [t for child in results[setting] for t in child["times"]]
+        faults = statistics.median(child["faults"] for child in results[setting])
         median = statistics.median(times)
         rate = args.batch_size * 1e3 / median
         print(f"  {label:30s} {median:6.1f} ms/step ({min(times):.1f}-{max(times):.1f}), "

@@ -25,7 +25,7 @@ s. With trimming off the heap settles and every step takes 4.2-4.3 s.
 
 `jaxdl` calls it when imported, before JAX starts its worker threads (a thread keeps the
 arena it first allocated from). It does nothing off glibc (macOS, musl) and when
-`JAXDL_KEEP_HOST_MEMORY=0`.
+`JAXDL_KEEP_HOST_MEMORY=0`; `JAXDL_HEAP_TRIM_BYTES=N` gives memory back past N bytes free.
 """
 
 from __future__ import annotations
@@ -40,7 +40,20 @@ M_MMAP_MAX = -4
 M_ARENA_MAX = -8
 
 # glibc's documented value for "never give freed heap memory back" (see the module docstring).
-TRIM_THRESHOLD = -1
+NEVER = -1
+
+
+def trim_threshold() -> int:
+    """`JAXDL_HEAP_TRIM_BYTES` when set (the heap gives memory back once that much is free at
+    its top; mallopt takes at most 2**31 - 1), else `NEVER`."""
+    value = os.environ.get("JAXDL_HEAP_TRIM_BYTES")
+    if value is None:
+        return NEVER
+    if not value.isdigit():
+        raise ValueError(
+            f"JAXDL_HEAP_TRIM_BYTES is {value!r}; give a number of bytes, e.g. 2147483647."
+        )
+    return min(int(value), 2**31 - 1)
 
 
 _state = {"line": "not set yet (import jaxdl first)"}
@@ -58,13 +71,15 @@ def keep_freed_memory() -> bool:
     try:
         libc = ctypes.CDLL("libc.so.6")
         libc.mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
-        settings = ((M_ARENA_MAX, 1), (M_MMAP_MAX, 0), (M_TRIM_THRESHOLD, TRIM_THRESHOLD))
+        trim = trim_threshold()
+        settings = ((M_ARENA_MAX, 1), (M_MMAP_MAX, 0), (M_TRIM_THRESHOLD, trim))
         done = all(libc.mallopt(option, value) == 1 for option, value in settings)
     except (OSError, AttributeError) as error:
         _state["line"] = f"glibc's defaults (mallopt failed: {error})"
         return False
+    trimming = "no trimming" if trim == NEVER else f"trim past {trim:,} bytes"
     _state["line"] = (
-        "freed memory kept in-process (glibc: one arena, no mmap, no trimming)"
+        f"freed memory kept in-process (glibc: one arena, no mmap, {trimming})"
         if done
         else "glibc's defaults (mallopt refused a setting)"
     )

@@ -220,3 +220,17 @@ def test_repeated_steps_reuse_their_host_memory():
     # without the setting, each run faults its temporaries in again: the test can fail
     pages, faults = minor_faults_per_run("0")
     assert faults > 0.9 * pages, (pages, faults)
+
+
+def test_the_heap_is_never_trimmed_unless_a_threshold_is_given(monkeypatch):
+    from jaxdl import host_memory
+
+    monkeypatch.delenv("JAXDL_HEAP_TRIM_BYTES", raising=False)
+    assert host_memory.trim_threshold() == host_memory.NEVER == -1
+    monkeypatch.setenv("JAXDL_HEAP_TRIM_BYTES", "1048576")
+    assert host_memory.trim_threshold() == 1_048_576
+    monkeypatch.setenv("JAXDL_HEAP_TRIM_BYTES", str(2**40))  # mallopt takes an int
+    assert host_memory.trim_threshold() == 2**31 - 1
+    monkeypatch.setenv("JAXDL_HEAP_TRIM_BYTES", "2GiB")
+    with pytest.raises(ValueError, match="JAXDL_HEAP_TRIM_BYTES is '2GiB'; give a number"):
+        host_memory.trim_threshold()
