@@ -124,6 +124,27 @@ def test_gemm_weight_gradient_equals_lax_conv(case):
 
 
 @needs_onednn
+def test_gemm_weight_gradient_reuses_its_buffers_cleanly():
+    """The per-thread buffers outlive a call: a one-row product (the first thread has no rows
+    and must zero the result) after a larger one, and the larger one again, bit for bit."""
+    large, single = (2, 9, 9, 4, 3, 6, 1, "SAME", 1, 1), (1, 3, 3, 4, 3, 5, 1, "VALID", 1, 1)
+
+    def gradient(case, dy_seed):
+        x, kernel = case_arrays(case)
+        spec = onednn.conv_spec(x, kernel, (case[6],) * 2, case[7], None, (case[8],) * 2,
+                                DIMS, 1, 1, None, None)  # fmt: skip
+        out, vjp = jax.vjp(lambda k: conv_call(lax.conv_general_dilated, case)(x, k), kernel)
+        dy = jnp.asarray(np.random.default_rng(dy_seed).standard_normal(out.shape), jnp.float32)
+        got = onednn.backward_weights_gemm(x, dy, kernel.shape, spec)
+        assert relative_error(got, vjp(dy)[0]) <= 1e-5
+        return np.asarray(got)
+
+    first = gradient(large, 1)
+    gradient(single, 2)
+    np.testing.assert_array_equal(gradient(large, 1), first)
+
+
+@needs_onednn
 def test_gemm_weight_gradient_refuses_groups():
     spec = onednn.ConvSpec((1, 1), (1, 1, 1, 1), (1, 1), 2)
     with pytest.raises(ValueError, match="groups 1, not 2"):

@@ -29,6 +29,7 @@ from pathlib import Path
 SOURCES = tuple(
     Path(__file__).with_name(name) for name in ("conv.cc", "conv_gemm.cc", "batch_norm.cc")
 )
+HEADERS = (Path(__file__).with_name("thread_buffer.h"),)
 BUILD_DIR = Path(__file__).with_name("_build")
 LIBRARY = BUILD_DIR / "libjaxdl_onednn.so"
 STAMP = BUILD_DIR / "build.stamp"
@@ -87,12 +88,12 @@ def command(output: Path) -> list[str]:
 
 
 def fingerprint(cmd: list[str]) -> str:
-    """What the library depends on: the sources, the command, the compiler's and jaxlib's
+    """What the library depends on: the sources and headers, the command, the compiler's and jaxlib's
     versions and oneDNN's library file."""
     import jaxlib
 
     digest = hashlib.sha256()
-    for source in SOURCES:
+    for source in SOURCES + HEADERS:
         digest.update(source.read_bytes())
     digest.update("\0".join(cmd).encode())
     version = subprocess.run([cmd[0], "--version"], capture_output=True, text=True).stdout

@@ -29,6 +29,7 @@
 
 #include "oneapi/dnnl/dnnl.hpp"
 #include "xla/ffi/api/ffi.h"
+#include "thread_buffer.h"
 
 namespace ffi = xla::ffi;
 
@@ -86,23 +87,9 @@ dnnl::engine& cpu_engine() {
   return engine;
 }
 
-// A growing, 64-byte-aligned buffer per thread and purpose (kernel copy, scratchpad).
-struct ThreadBuffer {
-  void* data = nullptr;
-  size_t size = 0;
-  ~ThreadBuffer() { std::free(data); }
-  void* get(size_t bytes) {
-    if (bytes > size) {
-      std::free(data);
-      size = (bytes + 63) / 64 * 64;
-      data = std::aligned_alloc(64, size);
-    }
-    return data;
-  }
-};
-
-thread_local ThreadBuffer kernel_buffer;
-thread_local ThreadBuffer scratch_buffer;
+// Per thread and purpose: the kernel in oneDNN's layout, the scratchpad.
+thread_local jaxdl::ThreadBuffer kernel_buffer;
+thread_local jaxdl::ThreadBuffer scratch_buffer;
 
 memory::desc nhwc(int64_t n, int64_t c, int64_t h, int64_t w) {
   return memory::desc({n, c, h, w}, memory::data_type::f32, tag::nhwc);
@@ -253,8 +240,14 @@ ffi::Error run(const ConvPrimitive& p, std::unordered_map<int, memory> args, int
     dnnl::stream stream(engine);
     memory user(p.user_kernel, engine, user_kernel);
     memory kernel = user;
+    void* kernel_data = p.reorder_kernel ? kernel_buffer.get(p.kernel.get_size()) : user_kernel;
+    void* scratch_data = p.scratchpad_bytes > 0 ? scratch_buffer.get(p.scratchpad_bytes) : nullptr;
+    if (kernel_data == nullptr || (p.scratchpad_bytes > 0 && scratch_data == nullptr)) {
+      return ffi::Error(ffi::ErrorCode::kResourceExhausted,
+                        "jaxdl convolution: out of memory for the kernel copy or scratchpad");
+    }
     if (p.reorder_kernel) {
-      kernel = memory(p.kernel, engine, kernel_buffer.get(p.kernel.get_size()));
+      kernel = memory(p.kernel, engine, kernel_data);
       if (!kernel_is_output) p.kernel_reorder.execute(stream, user, kernel);
     }
     args.insert({kernel_arg, kernel});
@@ -262,7 +255,7 @@ ffi::Error run(const ConvPrimitive& p, std::unordered_map<int, memory> args, int
       memory::desc scratch({static_cast<int64_t>(p.scratchpad_bytes)}, memory::data_type::u8,
                            tag::x);
       args.insert({DNNL_ARG_SCRATCHPAD,
-                   memory(scratch, engine, scratch_buffer.get(p.scratchpad_bytes))});
+                   memory(scratch, engine, scratch_data)});
     }
     p.primitive.execute(stream, args);
     if (p.reorder_kernel && kernel_is_output) p.kernel_reorder.execute(stream, kernel, user);

@@ -8,9 +8,9 @@
 // (kh * KW + kw) * C + c] the input patch under each output pixel (im2col) and dy seen as
 // [N * H' * W', F]. The rows are split between OpenMP threads; each thread builds `kChunkRows`
 // rows of col at a time (a few MB, so they are still in cache when the product reads them)
-// and accumulates col^T @ dy into its own [kh * kw * C, F] partial with oneDNN's sgemm, which
-// runs single-threaded inside the parallel region. The partials are added in thread order, so
-// the result does not depend on timing.
+// and accumulates col^T @ dy into its own [kh * kw * C, F] partial (the first thread into the
+// result itself) with oneDNN's sgemm, which runs single-threaded inside the parallel region.
+// The partials are added in thread order, so the result does not depend on timing.
 //
 // Why: on AVX2 CPUs oneDNN 3.2 has no brgemm weight-gradient kernel; its `jit:avx2` one runs
 // at ~60 % of the forward pass's speed on airbench94's wide layers (1024x7x7x256 -> 256: 447
@@ -27,6 +27,7 @@
 
 #include "oneapi/dnnl/dnnl.h"
 #include "xla/ffi/api/ffi.h"
+#include "thread_buffer.h"
 
 namespace ffi = xla::ffi;
 
@@ -42,22 +43,10 @@ struct Geometry {
   int64_t dh, dw;           // dilation
 };
 
-// A growing, 64-byte-aligned buffer per thread.
-struct ThreadBuffer {
-  float* data = nullptr;
-  size_t size = 0;
-  ~ThreadBuffer() { std::free(data); }
-  float* get(size_t floats) {
-    if (floats > size) {
-      std::free(data);
-      size = (floats + 15) / 16 * 16;
-      data = static_cast<float*>(std::aligned_alloc(64, size * sizeof(float)));
-    }
-    return data;
-  }
-};
-
-thread_local ThreadBuffer col_buffer;
+// Per thread: the block of col it is building, and (threads after the first) its partial sum
+// of the weight gradient; the first thread accumulates straight into the result.
+thread_local jaxdl::ThreadBuffer col_buffer;
+thread_local jaxdl::ThreadBuffer partial_buffer;
 
 // Rows [r0, r0 + rows) of col into `col` ([rows, kh * kw * c]).
 void im2col(const float* x, const Geometry& g, int64_t r0, int64_t rows, float* col) {
@@ -84,7 +73,7 @@ void im2col(const float* x, const Geometry& g, int64_t r0, int64_t rows, float* 
 ffi::Error backward_weights(const float* x, const float* dy, float* dkernel, const Geometry& g) {
   const int64_t kc = g.kh * g.kw * g.c, rows = g.n * g.oh * g.ow, size = kc * g.f;
   const int threads = omp_get_max_threads();
-  std::vector<float> partial(static_cast<size_t>(threads) * size);
+  std::vector<float*> sums(threads, nullptr);
   std::vector<int> used(1, 1);
   std::vector<int> failed(threads, 0);
 #pragma omp parallel num_threads(threads)
@@ -92,26 +81,35 @@ ffi::Error backward_weights(const float* x, const float* dy, float* dkernel, con
     const int t = omp_get_thread_num(), count = omp_get_num_threads();
     if (t == 0) used[0] = count;
     const int64_t begin = rows * t / count, end = rows * (t + 1) / count;
-    float* col = col_buffer.get(static_cast<size_t>(kChunkRows) * kc);
-    float* mine = partial.data() + static_cast<size_t>(t) * size;
-    if (begin == end) std::memset(mine, 0, size * sizeof(float));
-    for (int64_t r0 = begin; r0 < end; r0 += kChunkRows) {
-      const int64_t chunk = std::min(kChunkRows, end - r0);
-      im2col(x, g, r0, chunk, col);
-      // mine[kc, f] (+)= col^T [kc, chunk] @ dy[r0 : r0 + chunk, f]
-      if (dnnl_sgemm('T', 'N', kc, g.f, chunk, 1.0f, col, kc, dy + r0 * g.f, g.f,
-                     r0 == begin ? 0.0f : 1.0f, mine, g.f) != dnnl_success) {
-        failed[t] = 1;
-        break;
+    float* col = col_buffer.get<float>(static_cast<size_t>(kChunkRows) * kc);
+    float* mine = t == 0 ? dkernel : partial_buffer.get<float>(static_cast<size_t>(size));
+    sums[t] = mine;
+    if (col == nullptr || mine == nullptr) {
+      failed[t] = 2;
+    } else {
+      if (begin == end) std::memset(mine, 0, size * sizeof(float));
+      for (int64_t r0 = begin; r0 < end; r0 += kChunkRows) {
+        const int64_t chunk = std::min(kChunkRows, end - r0);
+        im2col(x, g, r0, chunk, col);
+        // mine[kc, f] (+)= col^T [kc, chunk] @ dy[r0 : r0 + chunk, f]
+        if (dnnl_sgemm('T', 'N', kc, g.f, chunk, 1.0f, col, kc, dy + r0 * g.f, g.f,
+                       r0 == begin ? 0.0f : 1.0f, mine, g.f) != dnnl_success) {
+          failed[t] = 1;
+          break;
+        }
       }
     }
   }
-  if (std::any_of(failed.begin(), failed.end(), [](int f) { return f != 0; })) {
-    return ffi::Error::Internal("oneDNN sgemm failed in the weight gradient");
+  for (int t = 0; t < used[0]; ++t) {
+    if (failed[t] == 2) {
+      return ffi::Error(ffi::ErrorCode::kResourceExhausted,
+                        "jaxdl gemm weight gradient: out of memory for its per-thread buffers");
+    }
+    if (failed[t] == 1) return ffi::Error::Internal("oneDNN sgemm failed in the weight gradient");
   }
-  std::memcpy(dkernel, partial.data(), size * sizeof(float));
+  // Added in thread order, so the result does not depend on timing.
   for (int t = 1; t < used[0]; ++t) {
-    const float* part = partial.data() + static_cast<size_t>(t) * size;
+    const float* part = sums[t];
     for (int64_t i = 0; i < size; ++i) dkernel[i] += part[i];
   }
   return ffi::Error::Success();
