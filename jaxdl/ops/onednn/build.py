@@ -88,8 +88,8 @@ def command(output: Path) -> list[str]:
 
 
 def fingerprint(cmd: list[str]) -> str:
-    """What the library depends on: the sources and headers, the command, the compiler's and jaxlib's
-    versions and oneDNN's library file."""
+    """What the library depends on: the sources and headers, the command, the compiler's and
+    jaxlib's versions and oneDNN's library file."""
     import jaxlib
 
     digest = hashlib.sha256()
