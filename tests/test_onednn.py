@@ -110,17 +110,23 @@ def test_every_pass_equals_lax_conv(case):
     assert "jaxdl_conv_forward" in jax.jit(ours).lower(x, kernel).as_text()
 
 
-@needs_onednn
-@pytest.mark.parametrize("case", [c for c in CASES if c[-1] == 1], ids=str)
-def test_gemm_weight_gradient_equals_lax_conv(case):
+def gemm_weight_gradient(case, dy_seed=1):
+    """(the gemm kernel's weight gradient under jit, lax's) of `case` for a random cotangent."""
     x, kernel = case_arrays(case)
     spec = onednn.conv_spec(x, kernel, (case[6],) * 2, case[7], None, (case[8],) * 2, DIMS,
                             1, 1, None, None)  # fmt: skip
     want_out, want_vjp = jax.vjp(lambda k: conv_call(lax.conv_general_dilated, case)(x, k), kernel)
-    dy = jnp.asarray(np.random.default_rng(1).standard_normal(want_out.shape), jnp.float32)
+    dy = jnp.asarray(np.random.default_rng(dy_seed).standard_normal(want_out.shape), jnp.float32)
     got = jax.jit(lambda x, dy: onednn.backward_weights_gemm(x, dy, kernel.shape, spec))(x, dy)
-    tolerance = 1e-5 if kernel.shape[0] <= 3 else 1e-4
-    assert relative_error(got, want_vjp(dy)[0]) <= tolerance
+    return got, want_vjp(dy)[0]
+
+
+@needs_onednn
+@pytest.mark.parametrize("case", [c for c in CASES if c[-1] == 1], ids=str)
+def test_gemm_weight_gradient_equals_lax_conv(case):
+    got, want = gemm_weight_gradient(case)
+    tolerance = 1e-5 if case[4] <= 3 else 1e-4
+    assert relative_error(got, want) <= tolerance
 
 
 @needs_onednn
@@ -130,13 +136,8 @@ def test_gemm_weight_gradient_reuses_its_buffers_cleanly():
     large, single = (2, 9, 9, 4, 3, 6, 1, "SAME", 1, 1), (1, 3, 3, 4, 3, 5, 1, "VALID", 1, 1)
 
     def gradient(case, dy_seed):
-        x, kernel = case_arrays(case)
-        spec = onednn.conv_spec(x, kernel, (case[6],) * 2, case[7], None, (case[8],) * 2,
-                                DIMS, 1, 1, None, None)  # fmt: skip
-        out, vjp = jax.vjp(lambda k: conv_call(lax.conv_general_dilated, case)(x, k), kernel)
-        dy = jnp.asarray(np.random.default_rng(dy_seed).standard_normal(out.shape), jnp.float32)
-        got = onednn.backward_weights_gemm(x, dy, kernel.shape, spec)
-        assert relative_error(got, vjp(dy)[0]) <= 1e-5
+        got, want = gemm_weight_gradient(case, dy_seed)
+        assert relative_error(got, want) <= 1e-5
         return np.asarray(got)
 
     first = gradient(large, 1)
