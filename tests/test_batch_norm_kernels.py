@@ -100,6 +100,32 @@ def test_value_and_gradients_equal_float64_and_the_xla_path(shape, with_residual
 
 
 @needs_onednn
+def test_the_relu_mask_recomputed_from_x_is_the_forwards_own():
+    """Without a residual the backward masks dy by x * a + b > 0 rather than reading y > 0. It
+    must be the forward's mask bit for bit: the gradients equal, exactly, those of the add
+    kernel (which reads y) with a zero residual. Half the channels sit on the ReLU's edge (x a
+    hair from its mean, bias 0: every pre-activation is rounding noise), where any difference
+    in the arithmetic would flip entries of the mask."""
+    x, _, scale, bias, cotangent = arrays((4, 9, 9, 8), seed=4)
+    rng = np.random.default_rng(5)
+    edge = jnp.asarray(3.0 + 1e-6 * rng.standard_normal((4, 9, 9, 4)), jnp.float32)
+    x = x.at[..., :4].set(edge)
+    bias = bias.at[:4].set(0.0)
+    zero = jnp.zeros_like(x)
+    y, mean, var = batch_norm.forward(x, scale, bias, None, EPS, relu=True)
+    y_add, mean_add, var_add = batch_norm.forward(x, scale, bias, zero, EPS, relu=True)
+    for a, b in ((y, y_add), (mean, mean_add), (var, var_add)):
+        np.testing.assert_array_equal(a, b)
+    active = np.asarray(y[..., :4] > 0).mean()
+    assert 0.2 < active < 0.8, f"the edge channels should be mixed, got {active:.2f} active"
+    from_x = batch_norm.backward(cotangent, x, scale, mean, var, EPS, True, False, bias=bias)
+    from_y = batch_norm.backward(cotangent, x, scale, mean, var, EPS, True, True, y=y)
+    for a, b in zip(from_x, from_y[:3], strict=True):  # dx, dscale, dbias
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(from_y[3], jnp.where(y > 0, cotangent, 0.0))
+
+
+@needs_onednn
 def test_statistics_are_the_batch_mean_and_biased_variance():
     x, *_ = arrays((6, 5, 5, 8), seed=3)
     ones, zeros = jnp.ones(8), jnp.zeros(8)

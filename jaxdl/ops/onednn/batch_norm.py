@@ -10,8 +10,8 @@ returns the gradients of x, scale, bias (and the residual). It is the textbook B
 gradient, the same as `jaxdl.ops.fast_cpu.batch_norm_train`'s; the difference is memory
 traffic: XLA reads and writes each activation several times for the statistics, the
 normalisation, the gradient's sums and its affine map, where the kernels read x twice and
-write y once going forward, read dy, x (and y) twice and write dx (and the residual's
-gradient) once going back. ResNet-20's train step spends ~80 ms of ~185 ms on that work
+write y once going forward, read dy, x (and y, after an add) twice and write dx (and the
+residual's gradient) once going back. ResNet-20's train step spends ~80 ms of ~185 ms on that work
 under XLA (`benchmarks.profile_step`; BENCHMARKS.md has the figures).
 
 Used by `jaxdl.nn.BatchNorm` in training under the "onednn" and "auto" layers when the library
@@ -49,13 +49,25 @@ def forward(x, scale, bias, residual, epsilon: float, relu: bool):
     )  # fmt: skip
 
 
-def backward(dy, x, y, scale, mean, var, epsilon: float, relu: bool, residual: bool):
-    """(dx, dscale, dbias) and, with `residual`, the residual's gradient as a fourth."""
+def backward(
+    dy, x, scale, mean, var, epsilon: float, relu: bool, residual: bool, y=None, bias=None
+):
+    """(dx, dscale, dbias) and, with `residual`, the residual's gradient as a fourth.
+
+    With `relu`, the ReLU's mask comes from the forward's output `y` after an add (`residual`),
+    and from x and `bias` without one (x * a + b > 0, the forward's own arithmetic), which
+    spares reading y.
+    """
     channels = (x.shape[-1],)
     results = (x.shape, channels, channels) + ((x.shape,) if residual else ())
-    operands = (dy, x, y) if relu else (dy, x)
+    if relu and residual:
+        operands = (dy, x, y, scale)
+    elif relu:
+        operands = (dy, x, scale, bias)
+    else:
+        operands = (dy, x, scale)
     target = "jaxdl_batch_norm_backward" + ("_relu" if relu else "") + ("_add" if residual else "")
-    return tuple(_call(target, results, *operands, scale, mean, var, epsilon=np.float32(epsilon)))
+    return tuple(_call(target, results, *operands, mean, var, epsilon=np.float32(epsilon)))
 
 
 def batch_norm_train(x, scale, bias, residual, epsilon: float, relu: bool):
@@ -76,12 +88,12 @@ def _batch_norm(x, scale, bias, epsilon, relu):
 
 def _fwd(x, scale, bias, epsilon, relu):
     y, mean, var = forward(x, scale, bias, None, epsilon, relu)
-    return (y, mean, var), (x, y if relu else None, scale, mean, var)
+    return (y, mean, var), (x, scale, bias if relu else None, mean, var)
 
 
 def _bwd(epsilon, relu, saved, cotangents):
-    x, y, scale, mean, var = saved
-    return backward(cotangents[0], x, y, scale, mean, var, epsilon, relu, residual=False)
+    x, scale, bias, mean, var = saved
+    return backward(cotangents[0], x, scale, mean, var, epsilon, relu, False, bias=bias)
 
 
 _batch_norm.defvjp(_fwd, _bwd)
@@ -100,7 +112,7 @@ def _add_fwd(x, residual, scale, bias, epsilon, relu):
 def _add_bwd(epsilon, relu, saved, cotangents):
     x, y, scale, mean, var = saved
     dx, dscale, dbias, dresidual = backward(
-        cotangents[0], x, y, scale, mean, var, epsilon, relu, residual=True
+        cotangents[0], x, scale, mean, var, epsilon, relu, True, y=y
     )
     return dx, dresidual, dscale, dbias
 

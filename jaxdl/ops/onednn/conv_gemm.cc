@@ -48,6 +48,9 @@ struct Geometry {
 thread_local jaxdl::ThreadBuffer col_buffer;
 thread_local jaxdl::ThreadBuffer partial_buffer;
 
+// How a thread's share ended.
+enum class Outcome { kDone, kNoMemory, kSgemmFailed };
+
 // Rows [r0, r0 + rows) of col into `col` ([rows, kh * kw * c]).
 void im2col(const float* x, const Geometry& g, int64_t r0, int64_t rows, float* col) {
   const int64_t kc = g.kh * g.kw * g.c, per_image = g.oh * g.ow;
@@ -75,7 +78,7 @@ ffi::Error backward_weights(const float* x, const float* dy, float* dkernel, con
   const int threads = omp_get_max_threads();
   std::vector<float*> sums(threads, nullptr);
   std::vector<int> used(1, 1);
-  std::vector<int> failed(threads, 0);
+  std::vector<Outcome> outcome(threads, Outcome::kDone);
 #pragma omp parallel num_threads(threads)
   {
     const int t = omp_get_thread_num(), count = omp_get_num_threads();
@@ -85,7 +88,7 @@ ffi::Error backward_weights(const float* x, const float* dy, float* dkernel, con
     float* mine = t == 0 ? dkernel : partial_buffer.get<float>(static_cast<size_t>(size));
     sums[t] = mine;
     if (col == nullptr || mine == nullptr) {
-      failed[t] = 2;
+      outcome[t] = Outcome::kNoMemory;
     } else {
       if (begin == end) std::memset(mine, 0, size * sizeof(float));
       for (int64_t r0 = begin; r0 < end; r0 += kChunkRows) {
@@ -94,18 +97,20 @@ ffi::Error backward_weights(const float* x, const float* dy, float* dkernel, con
         // mine[kc, f] (+)= col^T [kc, chunk] @ dy[r0 : r0 + chunk, f]
         if (dnnl_sgemm('T', 'N', kc, g.f, chunk, 1.0f, col, kc, dy + r0 * g.f, g.f,
                        r0 == begin ? 0.0f : 1.0f, mine, g.f) != dnnl_success) {
-          failed[t] = 1;
+          outcome[t] = Outcome::kSgemmFailed;
           break;
         }
       }
     }
   }
   for (int t = 0; t < used[0]; ++t) {
-    if (failed[t] == 2) {
+    if (outcome[t] == Outcome::kNoMemory) {
       return ffi::Error(ffi::ErrorCode::kResourceExhausted,
                         "jaxdl gemm weight gradient: out of memory for its per-thread buffers");
     }
-    if (failed[t] == 1) return ffi::Error::Internal("oneDNN sgemm failed in the weight gradient");
+    if (outcome[t] == Outcome::kSgemmFailed) {
+      return ffi::Error::Internal("oneDNN sgemm failed in the weight gradient");
+    }
   }
   // Added in thread order, so the result does not depend on timing.
   for (int t = 1; t < used[0]; ++t) {
