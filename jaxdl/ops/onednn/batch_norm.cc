@@ -152,7 +152,8 @@ JAXDL_CLONES void gradient(const float* dy, const float* x, Mask mode, const flo
                            const float* mask_a, const float* mask_b, const float* p,
                            const float* q, const float* o, float* dx, float* dresidual,
                            int64_t begin, int64_t end, int64_t c) {
-  // Only these three occur: a ReLU after an add masks by y, one without by x * a + b.
+  // The masked cases that occur: a ReLU after an add masks by y (and has a residual), one
+  // without an add by x * a + b (and has none).
   if (mode == Mask::kOutput && dresidual) {
     gradient_rows<Mask::kOutput, true>(dy, x, y, nullptr, nullptr, p, q, o, dx, dresidual,
                                        begin, end, c);
