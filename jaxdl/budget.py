@@ -155,7 +155,16 @@ def planned_epochs(run, evaluators: Sequence[Callable]) -> int:
     evaluate = None
     if evaluators:
         evaluate = lambda state: [evaluator(state) for evaluator in evaluators]
-    timing = calibrate(run.runner.train, evaluate, run.runner.put_state(run.state), batches)
+    # about 640 images per chunk: enough steps to time at batch 64, a few seconds at 1024
+    steps = max(2, 640 // config.batch_size)
+    timing = calibrate(
+        run.runner.train,
+        evaluate,
+        run.runner.put_state(run.state),
+        batches,
+        warmup_steps=steps,
+        chunk_steps=steps,
+    )
     epochs = process_zeros_count(
         epochs_within_budget(
             60 * config.time_budget_minutes,

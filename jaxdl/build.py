@@ -176,6 +176,7 @@ class Run:
         state, learning_rate_fn, data_key = self.task.initial_state(
             config, self.task.num_outputs(self.train), self.train.image_shape, self.steps
         )
+        state = init_from_data(state, config, self.train, self.preprocess)
         return dataclasses.replace(
             self, config=config, state=state, learning_rate_fn=learning_rate_fn, data_key=data_key
         )
@@ -185,6 +186,21 @@ class Run:
         channel statistics."""
         values = dataclasses.asdict(self.config) | self.task.options()
         return values | {"mean": self.mean, "std": self.std}
+
+
+def init_from_data(
+    state: TrainState, config: TrainConfig, train: ArrayDataset, preprocess: Preprocess
+) -> TrainState:
+    """`state` with the parameters that its model sets from the training data (airbench's
+    whitening layer: `jaxdl.models.data_initializer`) computed from the first 5,000 training
+    images, normalised as the run normalises them, and the optimizer state started afresh
+    on them; unchanged for other models and for a run that starts from trained weights."""
+    initialize = models.data_initializer(config.model)
+    if initialize is None or config.init_from or preprocess.tokens:
+        return state
+    images = preprocess.inputs(jnp.asarray(train.images[:5000]))  # no key: not augmented
+    params = initialize(state.params, images)
+    return state.replace(params=params, opt_state=state.tx.init(params))
 
 
 def build(config: TrainConfig, task: Any) -> Run:
@@ -216,6 +232,7 @@ def build(config: TrainConfig, task: Any) -> Run:
     state, learning_rate_fn, data_key = task.initial_state(
         config, task.num_outputs(train), train.image_shape, steps
     )
+    state = init_from_data(state, config, train, preprocess)
     log(f"{config.model}: {count_params(state.params):,} parameters")
     return Run(
         config=config,

@@ -49,6 +49,7 @@ class TrainConfig:
     clip_grad_norm: float = 0.0
     lr_decay: float = 0.1
     plateau_patience: int = 2
+    lookahead_every: int = 0
     init_from: str | None = None
     freeze: str | None = None
     val_size: int = 5000
@@ -85,6 +86,7 @@ class TrainConfig:
             lr_decay=self.lr_decay,
             plateau_patience=self.plateau_patience,
             freeze=self.freeze,
+            lookahead_every=self.lookahead_every,
         )
 
     def validate(self) -> None:

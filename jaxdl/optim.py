@@ -17,6 +17,17 @@ Only kernels (weights) are decayed; biases and BatchNorm parameters are not.
 with `optax.set_to_zero` for those): fine-tuning only a head. BatchNorm's running statistics
 are not parameters and still follow the data in training.
 
+`airbench` is Keller Jordan's airbench optimizer (`jaxdl.recipes.airbench94.grouped_optimizer`):
+Nesterov SGD over parameter groups, BatchNorm biases at 64x the learning rate, BatchNorm scales
+and the whitening kernel frozen, the whitening bias trained for 3 epochs; its `weight_decay` is
+coupled (it goes through the momentum) and scaled per group so that every parameter shrinks by
+the same `lr * weight_decay` per step, biases included. Use it with the `triangle` schedule:
+linear from 0.2 `lr` up to `lr` at 23 % of training, down to 0.07 `lr` at the end.
+
+`lookahead_every` k > 0 adds airbench's lookahead average (`lookahead`): every k steps a running
+average of the parameters moves towards them, by less and less as training ends, and the
+parameters are put on it.
+
 `clip_grad_norm` > 0 rescales each step's gradients to at most that global L2 norm
 (`optax.clip_by_global_norm`, Pascanu et al. 2013), before the optimizer sees them: recurrent
 nets need it against exploding gradients.
@@ -27,7 +38,7 @@ from __future__ import annotations
 import dataclasses
 import re
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -36,9 +47,12 @@ from optax.contrib import ReduceLROnPlateauState
 
 from jaxdl.errors import ConfigError
 from jaxdl.losses import kernel_mask
+from jaxdl.recipes import airbench94
 
-OPTIMIZERS = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamw")
-SCHEDULES = ("constant", "step", "cosine", "warmup_cosine", "onecycle", "exponential", "plateau")
+OPTIMIZERS = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamw", "airbench")
+SCHEDULES = (
+    "constant", "step", "cosine", "warmup_cosine", "onecycle", "exponential", "plateau", "triangle"
+)  # fmt: skip
 WEIGHT_DECAY_MODES = ("l2", "decoupled")
 
 
@@ -70,6 +84,7 @@ class OptimizerConfig:
     lr_decay: float = 0.1
     plateau_patience: int = 2
     freeze: str | None = None  # a regular expression over parameter paths: not trained
+    lookahead_every: int = 0  # > 0: airbench's lookahead average every this many steps
 
     def resolved_weight_decay_mode(self) -> str:
         if self.name == "adamw":
@@ -77,7 +92,10 @@ class OptimizerConfig:
         return self.weight_decay_mode or "l2"
 
     def l2_weight(self) -> float:
-        """The coefficient the step adds to the loss (zero unless the mode is "l2")."""
+        """The coefficient the step adds to the loss (zero unless the mode is "l2"; `airbench`
+        applies its own decay)."""
+        if self.name == "airbench":
+            return 0.0
         return self.weight_decay if self.resolved_weight_decay_mode() == "l2" else 0.0
 
     def validate(self) -> None:
@@ -100,6 +118,11 @@ class OptimizerConfig:
                 raise ConfigError(
                     f"--freeze {self.freeze!r} is not a regular expression ({error})."
                 ) from None
+        if self.lookahead_every < 0:
+            raise ConfigError(
+                f"--lookahead_every must be 0 (off) or a positive number of steps, got "
+                f"{self.lookahead_every}."
+            )
         if self.plateau_patience < 1:
             raise ConfigError(
                 f"--plateau_patience must be at least 1 epoch, got {self.plateau_patience}."
@@ -143,6 +166,8 @@ def create_learning_rate_fn(
         return optax.exponential_decay(lr, transition_steps=total, decay_rate=config.lr_decay)
     if config.schedule == "plateau":  # the base rate; `scale_by_plateau` multiplies it
         return optax.constant_schedule(lr)
+    if config.schedule == "triangle":
+        return airbench94.triangle_schedule(lr, total)
     raise ConfigError(
         f"unknown schedule {config.schedule!r}; choose one of {', '.join(SCHEDULES)}."
     )
@@ -167,15 +192,30 @@ def create_optimizer(
     """Builds ``(tx, learning_rate_fn)`` for `config`; see the module docstring for decay."""
     config.validate()
     learning_rate_fn = create_learning_rate_fn(config, steps_per_epoch, epochs)
-    parts = [_direction(config)]
+    if config.name == "airbench":
+        recipe = airbench94.Recipe()
+        parts = [
+            airbench94.grouped_optimizer(
+                learning_rate_fn,
+                config.momentum,
+                config.weight_decay,
+                recipe.bias_scaler,
+                recipe.whiten_bias_epochs * steps_per_epoch,
+            )
+        ]
+    else:
+        parts = [_direction(config)]
     if config.clip_grad_norm:
         # before the optimizer's statistics: a clipped RNN step is also a clipped Adam input
         parts.insert(0, optax.clip_by_global_norm(config.clip_grad_norm))
     if config.weight_decay and config.resolved_weight_decay_mode() == "decoupled":
         parts.append(optax.add_decayed_weights(config.weight_decay, mask=kernel_mask))
-    parts.append(optax.scale_by_learning_rate(learning_rate_fn))
+    if config.name != "airbench":  # its groups apply their own rates
+        parts.append(optax.scale_by_learning_rate(learning_rate_fn))
     if config.schedule == "plateau":
         parts.append(scale_by_plateau(config.lr_decay, config.plateau_patience))
+    if config.lookahead_every:
+        parts.append(lookahead(config.lookahead_every, max(1, steps_per_epoch * epochs)))
     tx = optax.chain(*parts)
     if config.freeze:
         tx = optax.multi_transform(
@@ -196,6 +236,41 @@ def frozen_labels(params, pattern: str):
     return jax.tree_util.tree_map_with_path(
         lambda path, _: "frozen" if regex.search(parameter_path(path)) else "train", params
     )
+
+
+class LookaheadState(NamedTuple):
+    """The running average of the parameters and the steps taken."""
+
+    average: Any  # a tree like the parameters
+    count: jax.Array  # i32[]
+
+
+def lookahead(every: int, total_steps: int) -> optax.GradientTransformation:
+    """airbench's lookahead as an optimizer's last transform: after every `every`-th step the
+    average moves towards the step's new parameters, keeping `airbench94.lookahead_decay` of
+    itself (0.95^5 (step / total)^3: it follows the parameters early and holds them late),
+    and the update puts the parameters on it. Other steps' updates pass unchanged. The average
+    is optimizer state, so checkpoints and resumes carry it. (The reference averages
+    BatchNorm's running statistics too; their momentum here follows the parameters within
+    a few steps.)"""
+
+    def init(params):
+        return LookaheadState(jax.tree.map(jnp.array, params), jnp.zeros((), jnp.int32))
+
+    def update(updates, state, params=None):
+        if params is None:
+            raise ValueError("lookahead needs the parameters: call update(updates, state, params).")
+        count = state.count + 1
+        new = optax.apply_updates(params, updates)
+        decay = airbench94.lookahead_decay(jnp.minimum(count, total_steps), total_steps)
+        sync = count % every == 0
+        average = jax.tree.map(
+            lambda a, x: jnp.where(sync, decay * a + (1 - decay) * x, a), state.average, new
+        )
+        updates = jax.tree.map(lambda u, a, p: jnp.where(sync, a - p, u), updates, average, params)
+        return updates, LookaheadState(average, count)
+
+    return optax.GradientTransformation(init, update)
 
 
 class PlateauState(NamedTuple):

@@ -25,6 +25,6 @@ from jaxdl.models import (  # noqa: F401
     squeezenet,
     vgg,
 )
-from jaxdl.models.registry import create, names, register
+from jaxdl.models.registry import create, data_initializer, names, register
 
-__all__ = ["create", "names", "register"]
+__all__ = ["create", "data_initializer", "names", "register"]

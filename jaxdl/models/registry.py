@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
+from typing import Any
 
 import flax.linen as nn
 
@@ -11,13 +12,28 @@ from jaxdl.errors import ConfigError
 from jaxdl.nn.conv import check_layer_impl
 
 _FACTORIES: dict[str, Callable[..., nn.Module]] = {}
+_DATA_INITS: dict[str, Callable[[dict, Any], dict]] = {}
 
 
-def register(name: str, factory: Callable[..., nn.Module]) -> None:
-    """Adds `factory(num_classes=..., **options) -> nn.Module` under `name`."""
+def register(
+    name: str,
+    factory: Callable[..., nn.Module],
+    init_from_data: Callable[[dict, Any], dict] | None = None,
+) -> None:
+    """Adds `factory(num_classes=..., **options) -> nn.Module` under `name`.
+    `init_from_data(params, images) -> params`, if given, sets the parameters that start from
+    the training data (airbench's whitening layer) from normalised images f32[N, H, W, C]."""
     if name in _FACTORIES:
         raise ValueError(f"model {name!r} is registered twice")
     _FACTORIES[name] = factory
+    if init_from_data is not None:
+        _DATA_INITS[name] = init_from_data
+
+
+def data_initializer(name: str) -> Callable[[dict, Any], dict] | None:
+    """Model `name`'s `init_from_data` (see `register`), or None if it starts from its seed
+    alone."""
+    return _DATA_INITS.get(name)
 
 
 def names() -> list[str]:

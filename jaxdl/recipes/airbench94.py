@@ -19,6 +19,8 @@ import numpy as np
 import optax
 from flax import traverse_util
 
+from jaxdl.models.airbench import whitening_kernel  # noqa: F401 - the recipe's first step
+
 
 @dataclasses.dataclass(frozen=True)
 class Recipe:
@@ -36,24 +38,6 @@ class Recipe:
     # As the reference (cifar10-airbench's airbench94.py): the average starts as a copy of the
     # state at the first update and the state is put on the average after the last step only.
     lookahead_every: int = 5
-
-
-def whitening_kernel(images: jax.Array, kernel_size: int = 2, eps: float = 5e-4) -> jax.Array:
-    """f32[k, k, C, 2 C k k] from normalised images f32[N, H, W, C]: the eigenvectors of the
-    k x k patches' (uncentred) covariance, largest eigenvalue first, each scaled by
-    1 / sqrt(eigenvalue + eps), then the same negated — a convolution whose outputs are the
-    whitened patch coordinates, both signs (so the GELU after it loses nothing)."""
-    n, h, w, c = images.shape
-    k = kernel_size
-    patches = jnp.stack(
-        [images[:, i : h - k + 1 + i, j : w - k + 1 + j, :] for i in range(k) for j in range(k)],
-        axis=-2,
-    ).reshape(-1, k * k * c)  # (row, col, channel) order: the kernel's [kh, kw, C] layout
-    covariance = patches.T @ patches / patches.shape[0]
-    eigenvalues, eigenvectors = jnp.linalg.eigh(covariance)
-    eigenvalues, eigenvectors = eigenvalues[::-1], eigenvectors[:, ::-1]
-    scaled = (eigenvectors / jnp.sqrt(eigenvalues + eps)).reshape(k, k, c, k * k * c)
-    return jnp.concatenate([scaled, -scaled], axis=-1)
 
 
 def triangle(steps: int, start: float = 0.2, end: float = 0.07, peak: float = 0.23) -> np.ndarray:
@@ -84,33 +68,63 @@ def summed_loss_rates(recipe: Recipe) -> tuple[float, float]:
     return recipe.lr / kilostep_scale, recipe.weight_decay * recipe.batch_size / kilostep_scale
 
 
-def optimizer(
-    recipe: Recipe, steps_per_epoch: int, total_steps: int
-) -> optax.GradientTransformation:
-    """Nesterov SGD per group with coupled weight decay and the triangular schedule; the
-    whitening bias trains for `whiten_bias_epochs` epochs and then stops."""
-    lr, wd = summed_loss_rates(recipe)
+def triangle_schedule(peak_lr: float, total_steps: int):
+    """The learning rate at a step: `peak_lr` times `triangle(total_steps)` (held at its last
+    value after `total_steps`)."""
     multipliers = jnp.asarray(triangle(total_steps), jnp.float32)
-    schedule = lambda base: lambda step: base * multipliers[jnp.minimum(step, total_steps)]
-    whiten_until = recipe.whiten_bias_epochs * steps_per_epoch
+    return lambda step: peak_lr * multipliers[jnp.minimum(step, total_steps)]
 
-    def group(base_lr: float, stop_at: int | None = None):
-        rate = schedule(base_lr * recipe.batch_size)  # summed loss -> the step's mean loss
+
+def grouped_optimizer(
+    learning_rate_fn, momentum: float, weight_decay: float, bias_scaler: float, whiten_until: int
+) -> optax.GradientTransformation:
+    """Nesterov SGD over `param_labels`' groups for a mean loss: `learning_rate_fn(step)` for
+    convolutions and the classifier, `bias_scaler` times it for BatchNorm biases, the same for
+    the whitening bias until step `whiten_until` and nothing after, and nothing ever for the
+    frozen group. Weight decay is coupled (added to the gradient, so momentum carries it) at
+    `weight_decay / scale` for a group whose rate is `scale` times the base one, so every
+    parameter shrinks by the same `learning_rate_fn(step) * weight_decay` of itself."""
+
+    def group(scale: float, stop_at: int | None = None):
+        rate = lambda step: scale * learning_rate_fn(step)
         if stop_at is not None:
             rate = lambda step, rate=rate: jnp.where(step < stop_at, rate(step), 0.0)
         return optax.chain(
-            optax.add_decayed_weights(wd / base_lr / recipe.batch_size),
-            optax.sgd(rate, momentum=recipe.momentum, nesterov=True),
+            optax.add_decayed_weights(weight_decay / scale),
+            optax.sgd(rate, momentum=momentum, nesterov=True),
         )
 
     return optax.multi_transform(
         {
             "frozen": optax.set_to_zero(),
-            "whiten_bias": group(lr, whiten_until),
-            "norm_bias": group(lr * recipe.bias_scaler),
-            "other": group(lr),
+            "whiten_bias": group(1.0, whiten_until),
+            "norm_bias": group(bias_scaler),
+            "other": group(1.0),
         },
         param_labels,
+    )
+
+
+def mean_loss_rates(recipe: Recipe) -> tuple[float, float]:
+    """(peak learning rate, coupled weight decay) of `grouped_optimizer` for the batch's mean
+    loss that make the reference's summed-loss updates (`summed_loss_rates`): at batch 1024 and
+    momentum 0.85, (1.5, 0.00133)."""
+    lr, wd = summed_loss_rates(recipe)
+    return lr * recipe.batch_size, wd / lr / recipe.batch_size
+
+
+def optimizer(
+    recipe: Recipe, steps_per_epoch: int, total_steps: int
+) -> optax.GradientTransformation:
+    """`grouped_optimizer` with the recipe's rates and triangular schedule; the whitening bias
+    trains for `whiten_bias_epochs` epochs and then stops."""
+    lr, weight_decay = mean_loss_rates(recipe)
+    return grouped_optimizer(
+        triangle_schedule(lr, total_steps),
+        recipe.momentum,
+        weight_decay,
+        recipe.bias_scaler,
+        recipe.whiten_bias_epochs * steps_per_epoch,
     )
 
 

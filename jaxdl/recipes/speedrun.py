@@ -20,6 +20,7 @@ import jax.numpy as jnp
 from jaxdl import data as data_lib
 from jaxdl.data.sources import ArrayDataset
 from jaxdl.loop import FitResult, Hook, Progress, fit
+from jaxdl.models.airbench import init_whitening
 from jaxdl.recipes import airbench94
 from jaxdl.rundir import RunDir
 from jaxdl.state import TrainState, create_train_state
@@ -78,13 +79,7 @@ def initial_state(model, recipe: airbench94.Recipe, key, images, steps_per_epoch
     5,000 normalised training `images`."""
     tx = airbench94.optimizer(recipe, steps_per_epoch, total)
     state = create_train_state(model, tx, key, (1, *images.shape[1:]))
-    params = dict(state.params)
-    params["whiten"] = {
-        "conv": {
-            "kernel": airbench94.whitening_kernel(images[:5000]),
-            "bias": params["whiten"]["conv"]["bias"],
-        }
-    }
+    params = init_whitening(state.params, images[:5000])
     return state.replace(params=params, opt_state=tx.init(params))
 
 
