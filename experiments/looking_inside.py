@@ -1,9 +1,9 @@
 """Looking inside a trained ResNet-20: `python -m experiments.looking_inside`.
 
-Trains two ResNet-20s on CIFAR-10 with the main job's recipe (`experiments.cifar_resnet`) for
-`--epochs` each, seeds `--seed` and `--seed` + 1 (their run directories, `seed_N` below the run
-directory, are reused or resumed when they are there), or takes trained classification runs
-(`--run_dir`, `--second_run_dir`). Then, on the first network:
+Trains two ResNet-20s on CIFAR-10 with the main job's ResNet-20 recipe (`experiments.cifar_resnet
+--recipe resnet20`) for `--epochs` each, seeds `--seed` and `--seed` + 1 (their run directories,
+`seed_N` below the run directory, are reused or resumed when they are there), or takes trained
+classification runs (`--run_dir`, `--second_run_dir`). Then, on the first network:
 
 - class visualisations: one input per class made by gradient ascent on that class's score
   (jitter, blur and decay keep it image-like), with the probability the network gives it and
@@ -44,11 +44,14 @@ from jaxdl.train import train_and_evaluate
 
 DEFAULTS = dataclasses.replace(
     cifar_resnet.DEFAULTS,
-    epochs=10,
-    time_budget_minutes=0.0,
-    plots=False,
-    quiet=True,
-    workdir="runs/looking_inside",
+    **cifar_resnet.RESNET20
+    | {
+        "epochs": 10,
+        "time_budget_minutes": 0.0,
+        "plots": False,
+        "quiet": True,
+        "workdir": "runs/looking_inside",
+    },
 )
 
 

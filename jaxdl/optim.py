@@ -118,6 +118,11 @@ class OptimizerConfig:
                 raise ConfigError(
                     f"--freeze {self.freeze!r} is not a regular expression ({error})."
                 ) from None
+        if self.name == "airbench" and self.weight_decay_mode == "decoupled":
+            raise ConfigError(
+                "--optimizer airbench applies its own coupled weight decay; drop "
+                "--weight_decay_mode decoupled."
+            )
         if self.lookahead_every < 0:
             raise ConfigError(
                 f"--lookahead_every must be 0 (off) or a positive number of steps, got "

@@ -1,6 +1,9 @@
 """The airbench94 recipe's pure pieces (jaxdl.recipes.airbench94) and a tiny speedrun on real
 CIFAR-10."""
 
+import dataclasses
+
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -10,9 +13,13 @@ from flax import traverse_util
 
 from experiments import cifar_speedrun
 from jaxdl import models
+from jaxdl.build import build
+from jaxdl.config import TrainConfig
 from jaxdl.errors import ConfigError
+from jaxdl.models.airbench import ConvGroup
 from jaxdl.recipes import airbench94
 from jaxdl.state import create_train_state
+from jaxdl.tasks.classification import CLASSIFICATION
 
 
 def test_whitening_kernel_whitens_patches():
@@ -132,3 +139,56 @@ def test_speedrun_tiny(tmp_path, data_dir):
     assert (tmp_path / "results.json").exists()
     with pytest.raises(ConfigError, match="--seeds 0"):
         cifar_speedrun.main(["--seeds", "0"])
+
+
+def test_airbench_resnet_adds_a_residual_block_to_each_group():
+    model = models.create("airbench_resnet")
+    images = jax.random.normal(jax.random.PRNGKey(1), (2, 32, 32, 3))
+    variables = model.init(jax.random.PRNGKey(0), images)
+    sizes = jax.tree.map(np.size, variables["params"])
+    # airbench94's 1,972,792 + one 3x3 conv per group (64^2 + 2 x 256^2, x 9) + its BatchNorm
+    assert sum(jax.tree.leaves(sizes)) == 1_972_792 + 9 * (64**2 + 2 * 256**2) + 2 * 576
+    assert sorted(variables["params"]["ConvGroup_1"]) == [
+        *(f"BatchNorm_{i}" for i in range(3)),
+        *(f"Conv_{i}" for i in range(3)),
+    ]
+    assert model.apply(variables, images).shape == (2, 10)
+
+
+def test_residual_group_adds_its_block_to_the_pooled_activations():
+    group = ConvGroup(8, bn_momentum=0.6, residual=True)
+    x = jax.random.normal(jax.random.PRNGKey(1), (2, 8, 8, 4))
+    variables = group.init(jax.random.PRNGKey(0), x, train=False)
+    out, captured = group.apply(variables, x, train=False, capture_intermediates=True)
+    inner = captured["intermediates"]
+    gelu = lambda name: nn.gelu(inner[name]["__call__"][0], approximate=False)
+    assert out.shape == (2, 4, 4, 8)
+    np.testing.assert_allclose(out, gelu("BatchNorm_0") + gelu("BatchNorm_2"), rtol=1e-6)
+    plain = ConvGroup(8, bn_momentum=0.6)
+    plain_vars = plain.init(jax.random.PRNGKey(0), x, train=False)
+    assert len(plain_vars["params"]) == 4  # two convs, two BatchNorms: airbench94's group
+
+
+def test_build_sets_the_whitening_layer_from_the_training_images(data_dir, tmp_path):
+    config = TrainConfig(
+        dataset="cifar10",
+        data_dir=data_dir,
+        model="airbench_resnet",
+        batch_size=64,
+        train_limit=700,
+        val_size=100,
+        test_limit=10,
+        optimizer="airbench",
+        schedule="triangle",
+        lookahead_every=5,
+    )
+    run = build(dataclasses.replace(config, workdir=str(tmp_path)), CLASSIFICATION)
+    images = run.preprocess.inputs(jnp.asarray(run.train.images))
+    expected = airbench94.whitening_kernel(images)
+    kernel = run.state.params["whiten"]["conv"]["kernel"]
+    np.testing.assert_allclose(kernel, expected, rtol=1e-5, atol=1e-6)
+    # the lookahead average starts on the data-set parameters, not the random ones
+    average = run.state.opt_state[-1].average
+    np.testing.assert_array_equal(average["whiten"]["conv"]["kernel"], kernel)
+    again = run.with_epochs(3).state.params["whiten"]["conv"]["kernel"]
+    np.testing.assert_array_equal(again, kernel)

@@ -11,8 +11,7 @@ from experiments import cifar_resnet
 from jaxdl.plots import __main__ as plots
 from jaxdl.plots.run import INSIDE_FILES, PLOT_FILES
 
-# one short real CIFAR-10 run (several minutes) serves every test here
-pytestmark = pytest.mark.slow
+# one short real CIFAR-10 run (several minutes) serves every test marked slow here
 
 
 @pytest.fixture(scope="module")
@@ -36,20 +35,40 @@ def short_run(tmp_path_factory, data_dir):
     return workdir, results
 
 
+@pytest.mark.slow
 def test_short_run_learns_and_reports(short_run):
     workdir, results = short_run
     assert results["test_count"] == 500
     assert results["test_accuracy"] > 0.15  # chance is 0.10; 500 images make 0.15 a 4-sigma bar
     assert 0.0 < results["test_accuracy_flip_tta"] <= 1.0
-    assert results["parameters"] == 269_722
+    assert results["parameters"] == 3_190_456
     config = json.loads((workdir / "config.json").read_text())
-    assert config["model"] == "resnet20" and config["crop_padding"] == 4 and config["flip"]
+    assert config["model"] == "airbench_resnet" and config["optimizer"] == "airbench"
+    assert config["crop_padding"] == 2 and config["flip"] and config["lookahead_every"] == 5
     records = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in records] == [1, 2]
     assert {"train_loss", "train_accuracy", "val_accuracy", "images_per_second"} <= set(records[0])
     assert os.listdir(workdir / "checkpoints" / "latest") and os.listdir(
         workdir / "checkpoints" / "best"
     )
+
+
+@pytest.mark.parametrize(
+    "argv, expected",
+    [
+        ([], {"model": "airbench_resnet", "batch_size": 1024, "schedule": "triangle"}),
+        (
+            ["--recipe", "resnet20"],
+            {"model": "resnet20", "batch_size": 64, "optimizer": "nesterov", "lookahead_every": 0},
+        ),
+        (["--recipe", "he2016"], {"model": "resnet20", "epochs": 182, "time_budget_minutes": 0}),
+        (["--recipe", "resnet20", "--batch_size", "128"], {"batch_size": 128}),
+    ],
+)
+def test_recipes_set_their_options_and_typed_options_win(argv, expected, monkeypatch):
+    monkeypatch.setattr(cifar_resnet, "train_and_evaluate", lambda config: config)
+    config = cifar_resnet.main(argv)
+    assert {name: getattr(config, name) for name in expected} == expected
 
 
 def assert_real_png(path):
@@ -61,12 +80,14 @@ def assert_real_png(path):
     return pixels
 
 
+@pytest.mark.slow
 def test_every_plot_is_a_real_png(short_run):
     workdir, _ = short_run
     for name in PLOT_FILES:
         assert_real_png(workdir / "plots" / name)
 
 
+@pytest.mark.slow
 def test_filter_grid_is_not_constant(short_run):
     workdir, _ = short_run
     pixels = assert_real_png(workdir / "plots" / "filters.png")
@@ -74,6 +95,7 @@ def test_filter_grid_is_not_constant(short_run):
     assert len(np.unique(pixels[..., :3].reshape(-1, 3), axis=0)) > 200
 
 
+@pytest.mark.slow
 def test_plots_command_regenerates_and_compares(short_run, tmp_path):
     workdir, _ = short_run
     for name in PLOT_FILES:

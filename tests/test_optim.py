@@ -190,3 +190,67 @@ def test_a_plateau_run_feeds_its_validation_loss_and_resumes_on_the_same_scale(
     resumed = train_and_evaluate(dataclasses.replace(config, workdir=str(resumed_dir)))
     assert final_scale(str(resumed_dir)) == pytest.approx(0.1)
     assert resumed["test_loss"] == straight["test_loss"]
+
+
+def test_triangle_schedule_is_airbenchs():
+    fn = create_learning_rate_fn(OptimizerConfig(schedule="triangle", lr=2.0), 10, 10)
+    np.testing.assert_allclose(
+        [float(fn(s)) for s in (0, 23, 100, 150)], [0.4, 2.0, 0.14, 0.14], rtol=1e-6
+    )
+
+
+def test_airbench_optimizer_is_the_recipes():
+    from jaxdl import models
+    from jaxdl.recipes import airbench94
+
+    recipe = airbench94.Recipe()
+    lr, weight_decay = airbench94.mean_loss_rates(recipe)
+    config = OptimizerConfig(
+        name="airbench", lr=lr, momentum=0.85, weight_decay=weight_decay, schedule="triangle"
+    )
+    assert config.l2_weight() == 0.0  # its decay is its own, not the step's
+    tx, _ = create_optimizer(config, steps_per_epoch=2, epochs=5)
+    reference = airbench94.optimizer(recipe, steps_per_epoch=2, total_steps=10)
+    params = models.create("airbench94").init(jax.random.PRNGKey(0), jnp.zeros((1, 32, 32, 3)))
+    params = params["params"]
+    grads = jax.tree.map(lambda p: jnp.cos(jnp.arange(p.size).reshape(p.shape)), params)
+    state, reference_state = tx.init(params), reference.init(params)
+    for _ in range(8):  # past the whitening bias's 3 epochs
+        updates, state = tx.update(grads, state, params)
+        expected, reference_state = reference.update(grads, reference_state, params)
+        for u, e in zip(jax.tree.leaves(updates), jax.tree.leaves(expected), strict=True):
+            np.testing.assert_allclose(u, e, rtol=1e-5, atol=1e-9)
+
+
+def test_lookahead_against_its_definition():
+    """Every 5th step the parameters land on an average that keeps 0.95^5 (t / T)^3 of itself;
+    other steps are SGD's; the average is carried in the optimizer state."""
+    total, lr = 12, 0.1
+    config = OptimizerConfig(name="sgd", lr=lr, schedule="constant", lookahead_every=5)
+    tx, _ = create_optimizer(config, steps_per_epoch=total, epochs=1)
+    params = {"w": jnp.array([1.0, -2.0, 3.0])}
+    grad = lambda p: {"w": p["w"] ** 2 - 1.0}
+    state = tx.init(params)
+    w, average = np.array([1.0, -2.0, 3.0]), np.array([1.0, -2.0, 3.0])
+    for t in range(1, total + 1):
+        updates, state = tx.update(grad(params), state, params)
+        params = optax.apply_updates(params, updates)
+        w = w - lr * (w**2 - 1.0)
+        if t % 5 == 0:
+            decay = 0.95**5 * (t / total) ** 3
+            average = decay * average + (1 - decay) * w
+            w = average.copy()
+        np.testing.assert_allclose(params["w"], w, rtol=1e-6)
+        np.testing.assert_allclose(state[-1].average["w"], average, rtol=1e-6)
+    assert int(state[-1].count) == total
+
+
+def test_lookahead_refuses_a_negative_period():
+    with pytest.raises(ConfigError, match="--lookahead_every must be 0"):
+        OptimizerConfig(lookahead_every=-1).validate()
+
+
+def test_airbench_refuses_decoupled_decay():
+    config = OptimizerConfig(name="airbench", weight_decay=1e-3, weight_decay_mode="decoupled")
+    with pytest.raises(ConfigError, match="airbench applies its own coupled weight decay"):
+        config.validate()

@@ -89,6 +89,7 @@ def probe(action: argparse.Action, tmp_path) -> list[str]:
     if name == "model":
         other = {
             "resnet20": "resnet32",
+            "airbench_resnet": "airbench94",
             "mlp": "softmax_regression",
             "softmax_regression": "mlp",
             "centernet": "fcn",

@@ -52,6 +52,8 @@ PAPER_COUNTS = {
     # airbench94's PyTorch module, counted by hand: whitening conv 288 + 24, convolutions
     # 1,967,616 (no bias), BatchNorm scales and biases 2,304, linear 2,560 (no bias)
     "airbench94": (CIFAR, 10, 1_972_792),
+    # and a third conv + BatchNorm per group: 9 x (64^2 + 2 x 256^2) + 2 x (64 + 256 + 256)
+    "airbench_resnet": (CIFAR, 10, 1_972_792 + 1_216_512 + 1_152),
     # 16-16-M-32-32-M-64-64-M: convolutions 72,080, dense 1,024x256 + 256 and 256x10 + 10
     "vgg_small": (CIFAR, 10, 337_050),
 }

@@ -86,6 +86,7 @@ class ConvGroup(nn.Module):
     dtype: Any = jnp.float32
     layers: str = "auto"
     residual: bool = False
+    axis_name: str | None = None
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool) -> jax.Array:
@@ -94,7 +95,11 @@ class ConvGroup(nn.Module):
             kernel_init=dirac_then_uniform, dtype=self.dtype, layers=self.layers,
         )  # fmt: skip
         norm = lambda: BatchNorm(
-            momentum=self.bn_momentum, epsilon=1e-12, dtype=self.dtype, layers=self.layers
+            momentum=self.bn_momentum,
+            epsilon=1e-12,
+            axis_name=self.axis_name,
+            dtype=self.dtype,
+            layers=self.layers,
         )
         x = MaxPool(2, 2, layers=self.layers)(conv()(x))
         x = nn.gelu(norm()(x, train), approximate=False)
@@ -111,6 +116,7 @@ class AirbenchNet(nn.Module):
     bn_momentum: float = 0.6  # the running statistics keep 0.6 of their value per step
     scaling: float = 1 / 9
     residual: bool = False
+    axis_name: str | None = None  # BatchNorm's pmap axis
     dtype: Any = jnp.float32
     layers: str = "auto"
     # Once the recipe stops training the whitening bias (its kernel never trains), nothing
@@ -130,7 +136,10 @@ class AirbenchNet(nn.Module):
         if self.freeze_whitening:
             x = jax.lax.stop_gradient(x)
         for width in self.widths:
-            x = ConvGroup(width, self.bn_momentum, self.dtype, self.layers, self.residual)(x, train)
+            group = ConvGroup(
+                width, self.bn_momentum, self.dtype, self.layers, self.residual, self.axis_name
+            )
+            x = group(x, train)
         x = MaxPool(3, 3, layers=self.layers)(x).reshape(x.shape[0], -1)
         logits = nn.Dense(
             self.num_classes, use_bias=False, kernel_init=torch_uniform, dtype=self.dtype
