@@ -328,6 +328,7 @@ FIELD_EFFECTS = {
     "weight_decay_mode": ({"weight_decay": 0.5}, {"weight_decay_mode": "decoupled"}, _loss),
     "label_smoothing": ({}, {"label_smoothing": 0.3}, _loss),
     "clip_grad_norm": ({"optimizer": "sgd", "lr": 3e-2}, {"clip_grad_norm": 1e-3}, _loss),
+    "lookahead_every": ({"optimizer": "sgd", "lr": 3e-2}, {"lookahead_every": 1}, _loss),
     "val_size": ({}, {"val_size": 8}, lambda o: o.history[0]["val_loss"]),
     "crop_padding": ({}, {"crop_padding": 4}, _loss),
     "flip": ({}, {"flip": True}, _loss),
