@@ -2,6 +2,7 @@
 
     python -m benchmarks.profile_step --model resnet20 --batch_size 128 --layers plain,fast
     python -m benchmarks.profile_step --model resnet20 --layers auto --phase eval
+    python -m benchmarks.profile_step --model resnet20 --layers auto --dtype bfloat16
 
 Compiles `jaxdl.step.train_step` (or `eval_step`, `--phase eval`) for the model, runs 10 steps,
 times it (median of 5 x `--steps` steps, no profiler), traces `--steps` more steps with
@@ -91,13 +92,15 @@ def classify_hlo(hlo_text: str) -> dict[str, str]:
     return classes
 
 
-def profile(model_name: str, batch_size: int, steps: int, layers: str, phase: str) -> None:
+def profile(
+    model_name: str, batch_size: int, steps: int, layers: str, phase: str, dtype: str = "float32"
+) -> None:
     import jax
 
     from benchmarks.step_throughput import synthetic_state_and_batch
     from jaxdl.step import eval_step, train_step
 
-    state, batch = synthetic_state_and_batch(model_name, batch_size, layers)
+    state, batch = synthetic_state_and_batch(model_name, batch_size, layers, dtype)
     if phase == "train":
         step = jax.jit(functools.partial(train_step, l2_weight=5e-4), donate_argnums=0)
     else:  # the state stays as it is: an evaluation returns metrics only
@@ -137,7 +140,7 @@ def profile(model_name: str, batch_size: int, steps: int, layers: str, phase: st
     untraced = max(wall - sum(per_class.values()), 0.0)
     per_class["convolutions and untraced (step minus traced ops)"] += untraced
     print(
-        f"{model_name} {phase} batch {batch_size}, layers {layers}: {wall:.0f} ms per step "
+        f"{model_name} {phase} batch {batch_size}, layers {layers}, {dtype}: {wall:.0f} ms per step "
         f"({batch_size / wall * 1e3:.0f} img/s, median of 5 x {steps} steps)"
     )
     for name, ms in per_class.most_common():
@@ -156,12 +159,13 @@ def main() -> None:
         "--layers", default="plain,fast", help="comma-separated: auto, onednn, fast, plain"
     )
     parser.add_argument("--phase", choices=("train", "eval"), default="train")
+    parser.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32")
     args = parser.parse_args()
 
     import jaxdl  # noqa: F401  (jaxdl's XLA flags, before JAX starts)
 
     for layers in args.layers.split(","):
-        profile(args.model, args.batch_size, args.steps, layers, args.phase)
+        profile(args.model, args.batch_size, args.steps, layers, args.phase, args.dtype)
 
 
 if __name__ == "__main__":

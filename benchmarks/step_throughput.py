@@ -3,12 +3,15 @@
     python -m benchmarks.step_throughput --model resnet20 --batch_size 128
     python -m benchmarks.step_throughput --compare_xla_default   # jaxdl's XLA flags vs jaxlib's
     python -m benchmarks.step_throughput --layers plain,fast    # layer implementations, alternated
+    python -m benchmarks.step_throughput --layers auto,plain --dtypes float32,bfloat16
 
 The step is the one the experiments run (`jaxdl.step.train_step`, Nesterov SGD, L2 weight
 decay, donated state), compiled first (compile time reported apart), then timed `--repeats`
 times over `--steps` steps each with `block_until_ready`; the median and min–max are printed.
-`--compare_xla_default` runs this script alternately in child processes with and without
-jaxdl's default XLA flags (flags only take effect when XLA starts), `--rounds` times each.
+Several `--layers` and `--dtypes` (the layers' compute dtype; parameters stay float32) are
+each compiled, then timed in turn, repeat by repeat. `--compare_xla_default` runs this script
+alternately in child processes with and without jaxdl's default XLA flags (flags only take
+effect when XLA starts), `--rounds` times each.
 """
 
 from __future__ import annotations
@@ -30,11 +33,23 @@ def measure(
 
 
 def measure_alternately(
-    model_name: str, batch_size: int, steps: int, repeats: int, layer_impls: list[str]
+    model_name: str,
+    batch_size: int,
+    steps: int,
+    repeats: int,
+    layer_impls: list[str],
+    dtypes: tuple[str, ...] = ("float32",),
 ) -> dict[str, dict]:
-    """Compiles the step once per layer implementation, then times them in turn, repeat by
-    repeat, so that drifts of the shared machine fall on all of them alike."""
-    runs = {impl: _compile(model_name, batch_size, impl) for impl in layer_impls}
+    """Compiles the step once per layer implementation and dtype, then times them in turn,
+    repeat by repeat, so that drifts of the shared machine fall on all of them alike. Keyed
+    by the layer implementation, or "layers dtype" when several dtypes are timed."""
+    runs = {
+        impl if len(dtypes) == 1 else f"{impl} {dtype}": _compile(
+            model_name, batch_size, impl, dtype
+        )
+        for dtype in dtypes
+        for impl in layer_impls
+    }
     results = {
         impl: {**run["result"], "train_img_s": [], "eval_img_s": []} for impl, run in runs.items()
     }
@@ -49,16 +64,20 @@ def measure_alternately(
     return results
 
 
-def synthetic_state_and_batch(model_name: str, batch_size: int, layers: str = "auto"):
-    """A fresh train state of a zoo model (10 classes, 32x32x3 input, Nesterov SGD at lr 0.1)
-    and one random CIFAR-shaped batch: what every step benchmark times."""
+def synthetic_state_and_batch(
+    model_name: str, batch_size: int, layers: str = "auto", dtype: str = "float32"
+):
+    """A fresh train state of a zoo model (10 classes, 32x32x3 input, Nesterov SGD at lr 0.1,
+    layers computing in `dtype`) and one random CIFAR-shaped batch: what every step benchmark
+    times."""
     import jax
 
     from jaxdl import models
+    from jaxdl.config import DTYPES
     from jaxdl.optim import OptimizerConfig, create_optimizer
     from jaxdl.state import create_train_state
 
-    model = models.create(model_name, num_classes=10, layers=layers)
+    model = models.create(model_name, num_classes=10, layers=layers, dtype=DTYPES[dtype])
     tx, _ = create_optimizer(OptimizerConfig(name="nesterov", lr=0.1, schedule="constant"), 1, 1)
     state = create_train_state(model, tx, jax.random.PRNGKey(0), (1, 32, 32, 3))
     key = jax.random.PRNGKey(1)
@@ -69,14 +88,13 @@ def synthetic_state_and_batch(model_name: str, batch_size: int, layers: str = "a
     return state, batch
 
 
-def _compile(model_name: str, batch_size: int, layers: str) -> dict:
+def _compile(model_name: str, batch_size: int, layers: str, dtype: str = "float32") -> dict:
     import jax
-    import jax.numpy as jnp
 
     from jaxdl.step import eval_step, train_step
     from jaxdl.tools.cost import xla_flops
 
-    state, batch = synthetic_state_and_batch(model_name, batch_size, layers)
+    state, batch = synthetic_state_and_batch(model_name, batch_size, layers, dtype)
     train = jax.jit(functools.partial(train_step, l2_weight=5e-4), donate_argnums=0)
     evaluate = jax.jit(eval_step)
 
@@ -110,7 +128,7 @@ def _compile(model_name: str, batch_size: int, layers: str) -> dict:
         "train_flops": xla_flops(compiled_train),
         "xla_flags": os.environ.get("XLA_FLAGS", ""),
         "backend": jax.default_backend(),
-        "dtype": str(jnp.float32.dtype),
+        "dtype": dtype,
     }
     return {"result": result, "time_train": time_train, "time_eval": time_eval}
 
@@ -120,7 +138,8 @@ def describe(result: dict, label: str = "") -> str:
         return f"{statistics.median(rates):,.0f} img/s ({min(rates):,.0f}–{max(rates):,.0f})"
 
     return (
-        f"{label}{result['model']} batch {result['batch_size']}, layers {result['layers']}: "
+        f"{label}{result['model']} batch {result['batch_size']}, layers {result['layers']}, "
+        f"{result['dtype']}: "
         f"train {spread(result['train_img_s'])}, "
         f"eval {spread(result['eval_img_s'])}, {result['train_gflop_s']:.0f} GFLOP/s in "
         f"training, compile {result['compile_seconds']:.1f} s"
@@ -139,6 +158,9 @@ def main() -> None:
         help="layer implementation(s), comma-separated to time several alternately "
         "(auto, fast, plain; see jaxdl.nn.conv)",
     )
+    parser.add_argument(
+        "--dtypes", default="float32", help="compute dtype(s), comma-separated: float32, bfloat16"
+    )
     parser.add_argument("--compare_xla_default", action="store_true")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--json", action="store_true", help=argparse.SUPPRESS)
@@ -147,7 +169,10 @@ def main() -> None:
         import jaxdl  # noqa: F401  (applies jaxdl's XLA flags unless JAXDL_NO_XLA_FLAGS is set)
 
         impls = args.layers.split(",")
-        results = measure_alternately(args.model, args.batch_size, args.steps, args.repeats, impls)
+        dtypes = tuple(args.dtypes.split(","))
+        results = measure_alternately(
+            args.model, args.batch_size, args.steps, args.repeats, impls, dtypes
+        )
         for result in results.values():
             print(json.dumps(result) if args.json else describe(result))
         return
@@ -165,6 +190,8 @@ def main() -> None:
         str(args.repeats),
         "--layers",
         args.layers,
+        "--dtypes",
+        args.dtypes,
         "--json",
     ]
     settings = {"jaxdl default flags": {}, "jaxlib default flags": {"JAXDL_NO_XLA_FLAGS": "1"}}

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 
 import chex
 import jax
@@ -210,8 +211,8 @@ def test_sharded_runs_take_xla_convolutions():
     assert parallel.model_for_mode(model, "pmap").layers == "onednn"
 
 
-def resnet20_gradients(layers: str):
-    model = models.create("resnet20", layers=layers)
+def resnet20_gradients(layers: str, dtype=jnp.float32):
+    model = models.create("resnet20", layers=layers, dtype=dtype)
     state = create_train_state(model, optax.sgd(0.1), jax.random.PRNGKey(0), (1, 32, 32, 3))
     rng = np.random.default_rng(0)
     batch = {
@@ -222,7 +223,7 @@ def resnet20_gradients(layers: str):
     def loss(params):
         variables = {"params": params, "batch_stats": state.batch_stats}
         logits, _ = model.apply(variables, batch["image"], train=True, mutable=["batch_stats"])
-        return jnp.mean(classification(logits, batch["label"])[0])
+        return jnp.mean(classification(logits.astype(jnp.float32), batch["label"])[0])
 
     return jax.jit(jax.grad(loss))(state.params)
 
@@ -233,6 +234,68 @@ def test_resnet20_gradients_on_onednn_equal_xla():
     errors = jax.tree.map(relative_error, got, want)
     worst = max(jax.tree.leaves(errors))
     assert worst <= 1e-5, worst  # per leaf, through 19 convolutions and BatchNorms
+
+
+NATIVE_BF16 = onednn.native_bfloat16()
+needs_native_bf16 = pytest.mark.skipif(
+    not NATIVE_BF16, reason=f"no bfloat16 instructions for oneDNN ({onednn.status().isa})"
+)
+
+
+@needs_native_bf16
+@pytest.mark.parametrize("case", [CASES[i] for i in (0, 1, 3, 4, 9, 10)], ids=str)
+def test_bfloat16_passes_equal_lax_to_bfloat16_rounding(case):
+    x, kernel = (a.astype(jnp.bfloat16) for a in case_arrays(case))
+    ours = conv_call(onednn.conv_general_dilated, case)
+    want, want_vjp = jax.vjp(
+        conv_call(lax.conv_general_dilated, case), x.astype(jnp.float32), kernel.astype(jnp.float32)
+    )
+    got, got_vjp = jax.jit(lambda x, k: jax.vjp(ours, x, k))(x, kernel)
+    dy = jnp.asarray(np.random.default_rng(1).standard_normal(want.shape), jnp.bfloat16)
+    spec = onednn.conv_spec(x, kernel, (case[6],) * 2, case[7], None, (case[8],) * 2, DIMS,
+                            case[9], 1, None, None)  # fmt: skip
+    # oneDNN's own bfloat16 kernel, not an emulation or its reference one
+    assert "bf16" in onednn.implementation("forward", x.shape, kernel.shape, spec, 0, x.dtype)
+    assert got.dtype == jnp.bfloat16
+    # products exact, sums in float32, each result rounded once to bfloat16's 8 bits
+    assert relative_error(got.astype(jnp.float32), want) <= 8e-3
+    for got_grad, want_grad in zip(got_vjp(dy), want_vjp(dy.astype(jnp.float32)), strict=True):
+        assert got_grad.dtype == jnp.bfloat16
+        assert relative_error(got_grad.astype(jnp.float32), want_grad) <= 8e-3
+
+
+@needs_onednn
+def test_bfloat16_convolutions_take_onednn_only_with_bfloat16_instructions(monkeypatch):
+    x, kernel = (a.astype(jnp.bfloat16) for a in case_arrays(CASES[0]))
+    args = (x, kernel, (1, 1), "SAME", None, None, DIMS, 1, 1, None, None)
+    if NATIVE_BF16:
+        assert onednn.conv_spec(*args) is not None
+        assert conv_function("auto", jnp.bfloat16) is tuning.conv_general_dilated
+        assert conv_function("onednn", jnp.bfloat16) is onednn.conv_general_dilated
+    assert not fused_batch_norm("auto", jnp.bfloat16)  # the fused kernels are float32's
+    assert conv_function("plain", jnp.bfloat16) is jax.lax.conv_general_dilated
+    monkeypatch.setattr(onednn, "native_bfloat16", lambda: False)
+    assert onednn.conv_spec(*args) is None  # so `covering` sends it to XLA
+    assert conv_function("auto", jnp.bfloat16) is jax.lax.conv_general_dilated
+    assert onednn.conv_spec(*(a.astype(jnp.float32) for a in args[:2]), *args[2:]) is not None
+
+
+def flat(tree) -> jax.Array:
+    return jnp.concatenate([leaf.ravel().astype(jnp.float32) for leaf in jax.tree.leaves(tree)])
+
+
+@needs_native_bf16
+def test_bfloat16_resnet20_gradients_on_onednn_are_as_close_to_float32_as_xlas():
+    want = flat(resnet20_gradients("fast"))
+    error = lambda layers: float(
+        jnp.linalg.norm(flat(resnet20_gradients(layers, jnp.bfloat16)) - want)
+        / jnp.linalg.norm(want)
+    )
+    # bfloat16 through 19 convolutions and BatchNorms moves the gradient by ~16 % of its norm
+    # on any path (XLA's plain and fast layers alike); oneDNN's may not move it further
+    onednn_error, plain_error, fast_error = error("onednn"), error("plain"), error("fast")
+    assert onednn_error <= 1.5 * plain_error and onednn_error < 0.3, (onednn_error, plain_error)
+    assert fast_error <= 1.5 * plain_error, (fast_error, plain_error)
 
 
 def test_without_the_library_jaxdl_says_so_and_runs_on_xla(tmp_path):
@@ -282,7 +345,9 @@ def test_tuning_times_once_then_remembers(tmp_path, monkeypatch, capsys):
     shape, kernel_shape = (4, 9, 9, 8), (3, 3, 8, 8)
     timed = []
     real_time_pass = tuning.time_pass
-    monkeypatch.setattr(tuning, "time_pass", lambda *a: timed.append(a[0]) or real_time_pass(*a))
+    monkeypatch.setattr(
+        tuning, "time_pass", lambda *a, **k: timed.append(a[0]) or real_time_pass(*a, **k)
+    )
     first = {p: tuning.choose(p, shape, kernel_shape, spec) for p in tuning.PASSES}
     assert timed == list(tuning.PASSES) and all(tuning.valid(v) for v in first.values())
     assert "forward on" in capsys.readouterr().err
@@ -301,6 +366,10 @@ def test_tuning_times_once_then_remembers(tmp_path, monkeypatch, capsys):
         tuning.pin({key: {"forward": "cudnn"}})
     with pytest.raises(ValueError, match="gemm"):
         tuning.pin({key: {"forward": "gemm"}})  # the gemm kernel is a weight gradient only
+    if NATIVE_BF16:  # bfloat16 is timed apart, without the (float32) gemm kernel
+        bf16 = {p: tuning.choose(p, shape, kernel_shape, spec, jnp.bfloat16) for p in tuning.PASSES}
+        assert timed == list(tuning.PASSES) * 2 and "gemm" not in bf16.values()
+        assert tuning.choices()[key + " bf16"] == bf16
     tuning.forget()
 
 
@@ -357,12 +426,37 @@ def test_xla_is_chosen_only_when_clearly_faster():
     # the fastest of oneDNN's kernels, against which XLA must win by the margin
     assert tuning.pick({"onednn": 3.5, "onednn:1": 1.8, "xla": 1.6}) == "onednn:1"
     assert tuning.pick({"onednn": 3.5, "onednn:1": 1.8, "xla": 1.4}) == "xla"
+    # oneDNN's first choice stays unless another kernel beats it by 1.1x
+    assert tuning.pick({"onednn": 2.48, "onednn:1": 2.43, "xla": 3.4}) == "onednn"
+    assert tuning.pick({"onednn": 2.0, "gemm": 1.9, "xla": 3.0}) == "onednn"
+    assert tuning.pick({"onednn": 2.0, "gemm": 1.7, "xla": 3.0}) == "gemm"
+    # XLA's margin counts against the kernel taken, not the fastest near-tie
+    assert tuning.pick({"onednn": 2.0, "onednn:1": 1.9, "xla": 1.55}) == "xla"
     assert [tuning.valid(c) for c in ("onednn", "onednn:2", "xla", "onednn:x", "cudnn")] == [
         True, True, True, False, False,
     ]  # fmt: skip
     # the cache's key names the CPU's generation and how the choices were timed
     key = tuning.machine_key()
     assert tuning.cpu_model() in key and tuning.TIMING in key
+
+
+def test_the_candidates_are_timed_in_turn_and_each_keeps_its_best():
+    order = []
+
+    def sleeper(name, seconds):
+        def run():
+            order.append(name)
+            time.sleep(seconds)
+            return jnp.zeros(())
+
+        return run
+
+    timings = tuning.best_ms_interleaved(
+        {"slow": sleeper("slow", 0.004), "fast": sleeper("fast", 0.001)}, repeats=3, calls=1
+    )
+    assert 4.0 <= timings["slow"] < 8.0 and 1.0 <= timings["fast"] < 4.0
+    # two untimed calls each, then the rounds alternate
+    assert order == ["slow"] * 2 + ["fast"] * 2 + ["slow", "fast"] * 3
 
 
 @needs_onednn

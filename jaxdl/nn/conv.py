@@ -18,8 +18,10 @@ Three implementations sit behind them:
 The default, "auto", on the CPU backend for float32 layers, runs each pass of each
 convolution on the fastest of oneDNN's kernels and XLA's for its shape, timed once per machine
 (`jaxdl.ops.onednn.tuning`), and BatchNorm as "onednn" does, or is "fast" when the library did
-not load; it is "plain" everywhere else (GPU, TPU, bfloat16, BatchNorm synchronised across
-devices).
+not load; it is "plain" everywhere else (GPU, TPU, BatchNorm synchronised across devices).
+bfloat16 layers on the CPU backend are "plain" too, but on a CPU with bfloat16 instructions
+(AVX512-BF16, AMX), where "auto" and "onednn" run the convolutions on oneDNN's bfloat16
+kernels (tuned as above for "auto") and BatchNorm as "fast" does, normalising in float32.
 
 The choice is a field of every layer and model (`layers`), set once when the model is created
 (`models.create(name, layers=...)`, from the run's `--layers`), as flax's examples hand `conv`
@@ -62,13 +64,28 @@ def use_fast_path(layers: str, dtype: Any, cross_device: bool = False) -> bool:
         return False
     if impl == "fast":
         return True
-    return jax.default_backend() == "cpu" and jnp.dtype(dtype) == jnp.float32
+    if jax.default_backend() != "cpu":
+        return False
+    return jnp.dtype(dtype) == jnp.float32 or onednn_bfloat16(impl, dtype)
+
+
+def onednn_bfloat16(layers: str, dtype: Any) -> bool:
+    """Whether a bfloat16 `Conv` with implementation `layers` runs on oneDNN's bfloat16
+    kernels: "auto" or "onednn" on the CPU backend of a CPU with bfloat16 instructions."""
+    return (
+        check_layer_impl(layers) in ("auto", "onednn")
+        and jnp.dtype(dtype) == jnp.bfloat16
+        and jax.default_backend() == "cpu"
+        and onednn.native_bfloat16()
+    )
 
 
 def conv_function(layers: str, dtype: Any) -> Callable:
     """The `lax.conv_general_dilated`-compatible function a `Conv` with implementation
     `layers` and this dtype runs (see the module docstring)."""
     impl = check_layer_impl(layers)
+    if onednn_bfloat16(impl, dtype):
+        return onednn.conv_general_dilated if impl == "onednn" else tuning.conv_general_dilated
     if not use_fast_path(impl, dtype):
         return jax.lax.conv_general_dilated
     if impl == "onednn":
@@ -82,7 +99,12 @@ def fused_batch_norm(layers: str, dtype: Any) -> bool:
     """Whether a training-mode `BatchNorm` with implementation `layers` and this dtype runs on
     the fused kernels (`jaxdl.ops.onednn.batch_norm`; see the module docstring)."""
     impl = check_layer_impl(layers)
-    return impl in ("auto", "onednn") and use_fast_path(impl, dtype) and onednn.available()
+    return (
+        impl in ("auto", "onednn")
+        and jnp.dtype(dtype) == jnp.float32
+        and use_fast_path(impl, dtype)
+        and onednn.available()
+    )
 
 
 def fold_batch_norm(layers: str, dtype: Any) -> bool:
@@ -217,7 +239,8 @@ class FastBatchNorm(nn.Module):
     """`flax.linen.BatchNorm` over the last axis (same variables: params `scale`, `bias`;
     batch_stats `mean`, `var`, the biased batch variance, as flax keeps it), followed by the
     optional residual add and ReLU, computed by `fast_cpu.batch_norm_train` or, `fused`, by
-    the fused kernels of `jaxdl.ops.onednn.batch_norm`; float32 and one device only."""
+    the fused kernels of `jaxdl.ops.onednn.batch_norm` (float32); one device only. The output
+    has the input's dtype; bfloat16 is normalised in float32, as flax does."""
 
     use_running_average: bool
     momentum: float = 0.9
@@ -236,7 +259,8 @@ class FastBatchNorm(nn.Module):
         ra_var = self.variable("batch_stats", "var", lambda: jnp.ones((features,)))
         if self.use_running_average:
             a = scale * jax.lax.rsqrt(ra_var.value + self.epsilon)
-            return _add_relu(x * a + (bias - ra_mean.value * a), residual, relu)
+            y = (x * a + (bias - ra_mean.value * a)).astype(x.dtype)
+            return _add_relu(y, residual, relu)
         if self.fused:
             y, mean, var = onednn_batch_norm.batch_norm_train(
                 x, scale, bias, residual, self.epsilon, relu

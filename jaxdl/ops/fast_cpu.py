@@ -223,25 +223,27 @@ def batch_stats(x: jax.Array) -> tuple[jax.Array, jax.Array]:
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
 def batch_norm_train(x, scale, bias, epsilon):
-    """Training-mode BatchNorm of f32[..., C] with the batch's statistics.
+    """Training-mode BatchNorm of f32[..., C] (or bf16, computed in float32 as flax does) with
+    the batch's statistics.
 
-    Returns (y f32[..., C], mean f32[C], var f32[C]); `mean` and `var` are for the running
-    averages and carry no gradient.
+    Returns (y [..., C] in x's dtype, mean f32[C], var f32[C]); `mean` and `var` are for the
+    running averages and carry no gradient.
     """
     return _bn_fwd(x, scale, bias, epsilon)[0]
 
 
 def _bn_fwd(x, scale, bias, epsilon):
-    mean, var = batch_stats(x)
+    x32 = x.astype(jnp.float32)  # no-ops for float32
+    mean, var = batch_stats(x32)
     inv = lax.rsqrt(var + epsilon)
     a = scale * inv
-    y = x * a + (bias - mean * a)
+    y = (x32 * a + (bias - mean * a)).astype(x.dtype)
     return (y, mean, var), (x, mean, inv, scale)
 
 
 def _bn_bwd(epsilon, res, cotangents):
-    x, mean, inv, scale = res
-    dy = cotangents[0]  # mean and var feed only the running averages
+    x_in, mean, inv, scale = res
+    x, dy = x_in.astype(jnp.float32), cotangents[0].astype(jnp.float32)  # dy: only y's cotangent
     m, g = x.reshape(-1, x.shape[-1]), dy.reshape(-1, x.shape[-1])
     n = m.shape[0]
     dbias = _channel_sum(g)
@@ -250,7 +252,7 @@ def _bn_bwd(epsilon, res, cotangents):
     k = scale * inv / n
     coef_x = -k * dscale * inv
     dx = (k * n) * dy + coef_x * x + (-k * dbias - coef_x * mean)
-    return dx, dscale, dbias
+    return dx.astype(x_in.dtype), dscale, dbias
 
 
 batch_norm_train.defvjp(_bn_fwd, _bn_bwd)

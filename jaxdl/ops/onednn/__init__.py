@@ -4,9 +4,11 @@
 calls it). For a float32 NHWC / HWIO 2-D convolution (any kernel size, strides, explicit or
 asymmetric padding, dilation, groups) it runs oneDNN's forward, backward-data and
 backward-weights kernels (`conv.cc`) as three `jax.ffi.ffi_call`s tied together by a
-`jax.custom_vjp`; `inference` is the evaluation convolution, with a bias, the residual add
-and ReLU as oneDNN post-ops (BatchNorm folded in by `jaxdl.nn.conv.ConvBN`). Everything else
-(other layouts and dtypes) and every convolution when the library is missing goes to
+`jax.custom_vjp`; a bfloat16 one too on CPUs with bfloat16 instructions (`native_bfloat16`:
+AVX512-BF16 or AMX), where oneDNN multiplies in bfloat16 and accumulates in float32.
+`inference` is the evaluation convolution, float32, with a bias, the residual add and ReLU as
+oneDNN post-ops (BatchNorm folded in by `jaxdl.nn.conv.ConvBN`). Everything else (other
+layouts and dtypes) and every convolution when the library is missing goes to
 `jaxdl.ops.fast_cpu`, XLA's path.
 
 Why: XLA:CPU's convolutions are Eigen's, 1.2-3.2x slower per pass than oneDNN's on ResNet
@@ -76,8 +78,17 @@ class Status:
 
     def line(self) -> str:
         if self.available:
-            return f"oneDNN {self.version} kernels on {self.isa} ({self.reason})"
+            bf16 = "with" if self.isa in BFLOAT16_ISAS else "without"
+            return (
+                f"oneDNN {self.version} kernels on {self.isa}, {bf16} bfloat16 convolutions "
+                f"({self.reason})"
+            )
         return f"oneDNN kernels unavailable: {self.reason}; convolutions run on XLA"
+
+
+# The instruction sets on which oneDNN's bfloat16 convolutions run on bfloat16 instructions
+# (elsewhere oneDNN 3.2 emulates them, or has no kernel, and XLA's are taken).
+BFLOAT16_ISAS = ("avx512_core_bf16", "avx512_core_fp16", "avx512_core_amx", "avx512_core_amx_fp16")
 
 
 @functools.cache
@@ -110,6 +121,13 @@ def _load() -> tuple[Status, ctypes.CDLL | None]:
 def status() -> Status:
     """Loads the library (once) and says whether it is in use."""
     return _load()[0]
+
+
+def native_bfloat16() -> bool:
+    """Whether the library loaded and oneDNN runs bfloat16 convolutions on this CPU's own
+    bfloat16 instructions (`BFLOAT16_ISAS`)."""
+    current = status()
+    return current.available and current.isa in BFLOAT16_ISAS
 
 
 @functools.cache
@@ -156,7 +174,7 @@ def _call(
     current = status()  # registers the kernels with XLA on first use
     if not current.available:
         raise RuntimeError(f"jaxdl: {current.line()}; use conv_general_dilated to fall back.")
-    result = jax.ShapeDtypeStruct(tuple(shape), jnp.float32)
+    result = jax.ShapeDtypeStruct(tuple(shape), operands[0].dtype)  # the operands' dtype
     call = jax.ffi.ffi_call(target, result, vmap_method="sequential", input_output_aliases=aliases)
     return call(*operands, **_attributes(spec, impl), **attributes)
 
@@ -167,7 +185,8 @@ def _call(
 
 
 def forward(x: jax.Array, kernel: jax.Array, spec: ConvSpec, impl: int = 0) -> jax.Array:
-    """f32[N, H, W, C] * f32[kh, kw, C / groups, F] -> f32[N, H', W', F]."""
+    """f32[N, H, W, C] * f32[kh, kw, C / groups, F] -> f32[N, H', W', F], or all bf16 (where
+    `native_bfloat16`); so the gradients too."""
     height, width = output_hw(x.shape, kernel.shape, spec)
     return _call("jaxdl_conv_forward", (x.shape[0], height, width, kernel.shape[3]), x, kernel,
                  spec=spec, impl=impl)  # fmt: skip
@@ -193,6 +212,8 @@ def backward_weights_gemm(x: jax.Array, dy: jax.Array, kernel_shape, spec: ConvS
     weight-gradient kernels (AVX2); the tuner times both."""
     if spec.groups != 1:
         raise ValueError(f"backward_weights_gemm takes groups 1, not {spec.groups}.")
+    if x.dtype != jnp.float32 or dy.dtype != jnp.float32:
+        raise ValueError(f"backward_weights_gemm takes float32, not {x.dtype} and {dy.dtype}.")
     return _call("jaxdl_conv_backward_weights_gemm", kernel_shape, x, dy, spec=spec, impl=0)
 
 
@@ -282,7 +303,9 @@ def conv_spec(
         return None
     if precision is not None or preferred_element_type is not None:
         return None
-    if lhs.dtype != jnp.float32 or rhs.dtype != jnp.float32 or lhs.size == 0 or rhs.size == 0:
+    if lhs.dtype != rhs.dtype or lhs.size == 0 or rhs.size == 0:
+        return None
+    if lhs.dtype != jnp.float32 and not (lhs.dtype == jnp.bfloat16 and native_bfloat16()):
         return None
     if lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers) != _NHWC_HWIO:
         return None
@@ -335,17 +358,19 @@ conv_general_dilated = covering(conv)
 
 
 def implementation(
-    pass_name: str, x_shape, kernel_shape, spec: ConvSpec, impl: int = 0
+    pass_name: str, x_shape, kernel_shape, spec: ConvSpec, impl: int = 0, dtype=jnp.float32
 ) -> str | None:
     """The name oneDNN gives its `impl`-th implementation of one pass of a convolution (e.g.
-    "brgconv:avx512_core"), None if it has fewer; creates (and caches) its primitive.
-    `pass_name` is one of `PASSES`, or "inference" (`inference` without post-ops)."""
+    "brgconv:avx512_core") in `dtype` (float32 or bfloat16), None if it has fewer; creates
+    (and caches) its primitive. `pass_name` is one of `PASSES`, or "inference" (`inference`
+    without post-ops, float32)."""
     lib = _load()[1]
     if lib is None:
         return "unavailable"
     height, width = output_hw(x_shape, kernel_shape, spec)
     dims = (*x_shape, kernel_shape[0], kernel_shape[1], kernel_shape[3], height, width,
-            *spec.strides, *spec.padding, *spec.dilation, spec.groups, 0)  # fmt: skip
+            *spec.strides, *spec.padding, *spec.dilation, spec.groups, 0,
+            int(jnp.dtype(dtype) == jnp.bfloat16))  # fmt: skip
     index = INFERENCE_PASS if pass_name == "inference" else PASSES.index(pass_name)
     out = ctypes.create_string_buffer(256)
     failed = lib.jaxdl_conv_implementation(

@@ -1,5 +1,6 @@
 // oneDNN convolutions as XLA FFI handlers: forward, backward-data and backward-weights on
-// NHWC activations and HWIO kernels, float32.
+// NHWC activations and HWIO kernels, float32 or bfloat16 (every operand of a call in the same
+// type; oneDNN accumulates bfloat16 products in float32); the evaluation convolution, float32.
 //
 // Built by `python -m jaxdl.ops.onednn.build` (what `make install` runs) and loaded by
 // `jaxdl.ops.onednn`, which registers the handlers below with `jax.ffi.register_ffi_target`.
@@ -55,10 +56,14 @@ struct ConvKey {
   int64_t stride_h, stride_w, pad_top, pad_bottom, pad_left, pad_right, dil_h, dil_w, groups;
   int64_t impl = 0;
   int64_t post_ops = 0;  // kInference only: kPostSum | kPostRelu
+  int64_t bf16 = 0;      // 1: every operand bfloat16, else float32
 
   auto tie() const {
     return std::tie(pass, n, h, w, c, kh, kw, f, oh, ow, stride_h, stride_w, pad_top, pad_bottom,
-                    pad_left, pad_right, dil_h, dil_w, groups, impl, post_ops);
+                    pad_left, pad_right, dil_h, dil_w, groups, impl, post_ops, bf16);
+  }
+  memory::data_type type() const {
+    return bf16 ? memory::data_type::bf16 : memory::data_type::f32;
   }
   bool operator<(const ConvKey& other) const { return tie() < other.tie(); }
 };
@@ -91,22 +96,22 @@ dnnl::engine& cpu_engine() {
 thread_local jaxdl::ThreadBuffer kernel_buffer;
 thread_local jaxdl::ThreadBuffer scratch_buffer;
 
-memory::desc nhwc(int64_t n, int64_t c, int64_t h, int64_t w) {
-  return memory::desc({n, c, h, w}, memory::data_type::f32, tag::nhwc);
+memory::desc nhwc(int64_t n, int64_t c, int64_t h, int64_t w, memory::data_type type) {
+  return memory::desc({n, c, h, w}, type, tag::nhwc);
 }
 
 // The HWIO kernel f32[kh, kw, c / groups, f] as oneDNN sees it: [f, c, kh, kw] in hwio order,
 // or with groups [g, f / g, c / g, kh, kw] in hwigo order (output channel = g * f / g + o).
 memory::desc hwio(const ConvKey& k) {
-  if (k.groups == 1) return memory::desc({k.f, k.c, k.kh, k.kw}, memory::data_type::f32, tag::hwio);
-  return memory::desc({k.groups, k.f / k.groups, k.c / k.groups, k.kh, k.kw},
-                      memory::data_type::f32, tag::hwigo);
+  if (k.groups == 1) return memory::desc({k.f, k.c, k.kh, k.kw}, k.type(), tag::hwio);
+  return memory::desc({k.groups, k.f / k.groups, k.c / k.groups, k.kh, k.kw}, k.type(),
+                      tag::hwigo);
 }
 
 memory::desc any_kernel(const ConvKey& k) {
-  if (k.groups == 1) return memory::desc({k.f, k.c, k.kh, k.kw}, memory::data_type::f32, tag::any);
-  return memory::desc({k.groups, k.f / k.groups, k.c / k.groups, k.kh, k.kw},
-                      memory::data_type::f32, tag::any);
+  if (k.groups == 1) return memory::desc({k.f, k.c, k.kh, k.kw}, k.type(), tag::any);
+  return memory::desc({k.groups, k.f / k.groups, k.c / k.groups, k.kh, k.kw}, k.type(),
+                      tag::any);
 }
 
 dnnl::primitive_attr user_scratchpad() {
@@ -121,8 +126,8 @@ std::shared_ptr<ConvPrimitive> create_primitive(const ConvKey& k) {
   memory::dims dilation = {k.dil_h - 1, k.dil_w - 1};  // oneDNN counts the gaps: 0 = none
   memory::dims pad_l = {k.pad_top, k.pad_left};
   memory::dims pad_r = {k.pad_bottom, k.pad_right};
-  auto src = nhwc(k.n, k.c, k.h, k.w);
-  auto dst = nhwc(k.n, k.f, k.oh, k.ow);
+  auto src = nhwc(k.n, k.c, k.h, k.w, k.type());
+  auto dst = nhwc(k.n, k.f, k.oh, k.ow, k.type());
   auto attr = user_scratchpad();
   dnnl::convolution_forward::primitive_desc forward(
       engine, dnnl::prop_kind::forward_training, dnnl::algorithm::convolution_direct, src,
@@ -225,10 +230,10 @@ ffi::Error check_options(ffi::Span<const int64_t> strides, ffi::Span<const int64
 ConvKey make_key(Pass pass, ffi::Span<const int64_t> x, ffi::Span<const int64_t> kernel,
                  ffi::Span<const int64_t> y, ffi::Span<const int64_t> strides,
                  ffi::Span<const int64_t> padding, ffi::Span<const int64_t> dilation,
-                 int64_t groups, int64_t impl, int64_t post_ops = 0) {
+                 int64_t groups, int64_t impl, int64_t post_ops = 0, bool bf16 = false) {
   return ConvKey{static_cast<int>(pass), x[0], x[1], x[2], x[3], kernel[0], kernel[1], kernel[3],
                  y[1], y[2], strides[0], strides[1], padding[0], padding[1], padding[2],
-                 padding[3], dilation[0], dilation[1], groups, impl, post_ops};
+                 padding[3], dilation[0], dilation[1], groups, impl, post_ops, bf16 ? 1 : 0};
 }
 
 // Runs `p` with `args`, the kernel argument (`kernel_arg`) bound to the user's HWIO buffer
@@ -273,17 +278,18 @@ struct Options {
 };
 
 // One pass: its primitive for these NHWC input / HWIO kernel / NHWC output dims, run with the
-// activation buffers bound to `activation_args` and the kernel buffer to `kernel_arg`.
+// activation buffers bound to `activation_args` and the kernel buffer to `kernel_arg`; every
+// buffer float32, or every one bfloat16 (`bf16`).
 ffi::Error conv_pass(Pass pass, const char* name, ffi::Span<const int64_t> x_dims,
                      ffi::Span<const int64_t> kernel_dims, ffi::Span<const int64_t> y_dims,
-                     const Options& o, int x_arg, void* x_data, int y_arg, void* y_data,
-                     int kernel_arg, void* kernel_data) {
+                     const Options& o, bool bf16, int x_arg, void* x_data, int y_arg,
+                     void* y_data, int kernel_arg, void* kernel_data) {
   if (auto error = check_options(o.strides, o.padding, o.dilation, o.groups, o.impl);
       error.failure()) {
     return error;
   }
   ConvKey key = make_key(pass, x_dims, kernel_dims, y_dims, o.strides, o.padding, o.dilation,
-                         o.groups, o.impl);
+                         o.groups, o.impl, 0, bf16);
   std::shared_ptr<ConvPrimitive> p;
   try {
     p = cached_primitive(key);
@@ -295,38 +301,56 @@ ffi::Error conv_pass(Pass pass, const char* name, ffi::Span<const int64_t> x_dim
              kernel_arg, kernel_data, pass == Pass::kBackwardWeights);
 }
 
-ffi::Error ConvForwardImpl(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> kernel,
-                           ffi::ResultBuffer<ffi::F32> y, ffi::Span<const int64_t> strides,
-                           ffi::Span<const int64_t> padding, ffi::Span<const int64_t> dilation,
-                           int64_t groups, int64_t impl) {
-  return conv_pass(Pass::kForward, "forward", x.dimensions(), kernel.dimensions(),
-                   y->dimensions(), {strides, padding, dilation, groups, impl}, DNNL_ARG_SRC,
-                   x.typed_data(), DNNL_ARG_DST, y->typed_data(), DNNL_ARG_WEIGHTS,
-                   kernel.typed_data());
+// Whether the three buffers are all bfloat16 (true) or all float32 (false); else an error.
+ffi::ErrorOr<bool> common_type(const char* name, ffi::DataType a, ffi::DataType b,
+                               ffi::DataType c) {
+  if (a == b && b == c && (a == ffi::DataType::F32 || a == ffi::DataType::BF16)) {
+    return a == ffi::DataType::BF16;
+  }
+  return ffi::Unexpected(ffi::Error::InvalidArgument(
+      std::string("jaxdl oneDNN ") + name + ": operands and result must all be float32 or all "
+      "bfloat16"));
 }
 
-ffi::Error ConvBackwardDataImpl(ffi::Buffer<ffi::F32> dy, ffi::Buffer<ffi::F32> kernel,
-                                ffi::ResultBuffer<ffi::F32> dx, ffi::Span<const int64_t> strides,
+ffi::Error ConvForwardImpl(ffi::AnyBuffer x, ffi::AnyBuffer kernel, ffi::Result<ffi::AnyBuffer> y,
+                           ffi::Span<const int64_t> strides, ffi::Span<const int64_t> padding,
+                           ffi::Span<const int64_t> dilation, int64_t groups, int64_t impl) {
+  auto bf16 = common_type("forward", x.element_type(), kernel.element_type(), y->element_type());
+  if (bf16.has_error()) return bf16.error();
+  return conv_pass(Pass::kForward, "forward", x.dimensions(), kernel.dimensions(),
+                   y->dimensions(), {strides, padding, dilation, groups, impl}, *bf16,
+                   DNNL_ARG_SRC, x.untyped_data(), DNNL_ARG_DST, y->untyped_data(),
+                   DNNL_ARG_WEIGHTS, kernel.untyped_data());
+}
+
+ffi::Error ConvBackwardDataImpl(ffi::AnyBuffer dy, ffi::AnyBuffer kernel,
+                                ffi::Result<ffi::AnyBuffer> dx, ffi::Span<const int64_t> strides,
                                 ffi::Span<const int64_t> padding,
                                 ffi::Span<const int64_t> dilation, int64_t groups,
                                 int64_t impl) {
+  auto bf16 = common_type("backward data", dy.element_type(), kernel.element_type(),
+                          dx->element_type());
+  if (bf16.has_error()) return bf16.error();
   return conv_pass(Pass::kBackwardData, "backward data", dx->dimensions(), kernel.dimensions(),
-                   dy.dimensions(), {strides, padding, dilation, groups, impl}, DNNL_ARG_DIFF_SRC,
-                   dx->typed_data(), DNNL_ARG_DIFF_DST, dy.typed_data(), DNNL_ARG_WEIGHTS,
-                   kernel.typed_data());
+                   dy.dimensions(), {strides, padding, dilation, groups, impl}, *bf16,
+                   DNNL_ARG_DIFF_SRC, dx->untyped_data(), DNNL_ARG_DIFF_DST, dy.untyped_data(),
+                   DNNL_ARG_WEIGHTS, kernel.untyped_data());
 }
 
-ffi::Error ConvBackwardWeightsImpl(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> dy,
-                                   ffi::ResultBuffer<ffi::F32> dkernel,
+ffi::Error ConvBackwardWeightsImpl(ffi::AnyBuffer x, ffi::AnyBuffer dy,
+                                   ffi::Result<ffi::AnyBuffer> dkernel,
                                    ffi::Span<const int64_t> strides,
                                    ffi::Span<const int64_t> padding,
                                    ffi::Span<const int64_t> dilation, int64_t groups,
                                    int64_t impl) {
+  auto bf16 = common_type("backward weights", x.element_type(), dy.element_type(),
+                          dkernel->element_type());
+  if (bf16.has_error()) return bf16.error();
   return conv_pass(Pass::kBackwardWeights, "backward weights", x.dimensions(),
                    dkernel->dimensions(), dy.dimensions(),
-                   {strides, padding, dilation, groups, impl},
-                   DNNL_ARG_SRC, x.typed_data(), DNNL_ARG_DIFF_DST, dy.typed_data(),
-                   DNNL_ARG_DIFF_WEIGHTS, dkernel->typed_data());
+                   {strides, padding, dilation, groups, impl}, *bf16, DNNL_ARG_SRC,
+                   x.untyped_data(), DNNL_ARG_DIFF_DST, dy.untyped_data(), DNNL_ARG_DIFF_WEIGHTS,
+                   dkernel->untyped_data());
 }
 
 // The evaluation convolution y = relu?(conv(x, kernel) + bias (+ residual)), f32[N, H, W, C]
@@ -382,9 +406,9 @@ ffi::Error ConvInferenceAddImpl(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> k
 
 #define JAXDL_CONV_BINDING                            \
   ffi::Ffi::Bind()                                    \
-      .Arg<ffi::Buffer<ffi::F32>>()                   \
-      .Arg<ffi::Buffer<ffi::F32>>()                   \
-      .Ret<ffi::Buffer<ffi::F32>>()                   \
+      .Arg<ffi::AnyBuffer>()                          \
+      .Arg<ffi::AnyBuffer>()                          \
+      .Ret<ffi::AnyBuffer>()                          \
       .Attr<ffi::Span<const int64_t>>("strides")      \
       .Attr<ffi::Span<const int64_t>>("padding")      \
       .Attr<ffi::Span<const int64_t>>("dilation")     \
@@ -422,13 +446,15 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxdlConvInferenceAdd, ConvInferenceAddImpl,
 
 // What a pass of a convolution runs on with oneDNN's `impl`-th implementation for it: its
 // name (e.g. "brgconv:avx512_core"), for `python -m jaxdl.ops.onednn`, the tuner and the
-// benchmarks. `dims`: the key's 18 shape and option fields in order, then its post-ops. Writes at most `size` bytes including the terminating zero; returns 0, or 1 if
-// oneDNN has no such implementation for the shape.
+// benchmarks. `dims`: the key's 18 shape and option fields in order, then its post-ops, then
+// 1 for bfloat16 or 0 for float32. Writes at most `size` bytes including the terminating
+// zero; returns 0, or 1 if oneDNN has no such implementation for the shape.
 extern "C" int jaxdl_conv_implementation(int pass, const int64_t* dims, int64_t impl, char* out,
                                          size_t size) {
   ConvKey key{pass,     dims[0],  dims[1],  dims[2],  dims[3],  dims[4],  dims[5],
               dims[6],  dims[7],  dims[8],  dims[9],  dims[10], dims[11], dims[12],
-              dims[13], dims[14], dims[15], dims[16], dims[17], impl,     dims[18]};
+              dims[13], dims[14], dims[15], dims[16], dims[17], impl,     dims[18],
+              dims[19]};
   try {
     std::snprintf(out, size, "%s", cached_primitive(key)->implementation.c_str());
   } catch (const dnnl::error& error) {
