@@ -140,8 +140,8 @@ def profile(
     untraced = max(wall - sum(per_class.values()), 0.0)
     per_class["convolutions and untraced (step minus traced ops)"] += untraced
     print(
-        f"{model_name} {phase} batch {batch_size}, layers {layers}, {dtype}: {wall:.0f} ms per step "
-        f"({batch_size / wall * 1e3:.0f} img/s, median of 5 x {steps} steps)"
+        f"{model_name} {phase} batch {batch_size}, layers {layers}, {dtype}: {wall:.0f} ms per "
+        f"step ({batch_size / wall * 1e3:.0f} img/s, median of 5 x {steps} steps)"
     )
     for name, ms in per_class.most_common():
         print(f"  {name:58s} {ms:7.1f} ms  {100 * ms / wall:5.1f} %")

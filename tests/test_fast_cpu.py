@@ -17,7 +17,7 @@ from jaxdl import models
 from jaxdl.errors import ConfigError
 from jaxdl.nn.conv import BatchNorm, Conv, ConvBN, check_layer_impl, use_fast_path
 from jaxdl.nn.pool import max_pool
-from jaxdl.ops import fast_cpu
+from jaxdl.ops import fast_cpu, onednn
 from jaxdl.state import create_train_state
 from jaxdl.step import train_step
 
@@ -165,10 +165,11 @@ def test_train_step_fast_equals_plain(model_name):
     np.testing.assert_allclose(fast_logits, plain_logits, atol=1e-2, rtol=0)
 
 
-def test_auto_chooses_fast_only_for_float32_on_cpu_without_cross_device_stats():
+def test_auto_chooses_fast_for_float32_on_cpu_without_cross_device_stats():
     assert jax.default_backend() == "cpu"
     assert use_fast_path("auto", jnp.float32)
-    assert not use_fast_path("auto", jnp.bfloat16)
+    # bfloat16 only beside oneDNN's bfloat16 convolutions, on CPUs with bfloat16 instructions
+    assert use_fast_path("auto", jnp.bfloat16) == onednn.native_bfloat16()
     assert not use_fast_path("auto", jnp.float32, cross_device=True)
     assert not use_fast_path("plain", jnp.float32)
     assert use_fast_path("fast", jnp.bfloat16)
@@ -263,3 +264,27 @@ def test_grouped_conv_as_block_diagonal_equals_lax_grouped_conv(groups):
     for got, want in zip(fast_grads, grads, strict=True):
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
     assert fast_cpu.block_diagonal_kernel(k, groups).shape == (3, 3, 8, 12)
+
+
+def test_batch_norm_in_bfloat16_normalises_in_float32_and_keeps_the_dtype():
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(3.0 + 2.0 * rng.standard_normal((4, 6, 6, 8)), jnp.bfloat16)
+    scale, bias = jnp.linspace(0.5, 1.5, 8), jnp.linspace(-1.0, 1.0, 8)
+    dy = jnp.asarray(rng.standard_normal(x.shape), jnp.bfloat16)
+    (y, mean, var), vjp = jax.vjp(lambda *a: fast_cpu.batch_norm_train(*a, 1e-5), x, scale, bias)
+    (want, want_mean, want_var), want_vjp = jax.vjp(
+        lambda *a: fast_cpu.batch_norm_train(*a, 1e-5), x.astype(jnp.float32), scale, bias
+    )
+    assert y.dtype == jnp.bfloat16 and mean.dtype == var.dtype == jnp.float32
+    np.testing.assert_allclose(mean, want_mean, rtol=1e-6)  # the statistics of the same values
+    np.testing.assert_allclose(var, want_var, rtol=1e-5)
+    # the output rounded once to bfloat16 (8 significant bits)
+    np.testing.assert_allclose(y.astype(jnp.float32), want, rtol=2**-8, atol=2**-8)
+    dx, dscale, dbias = vjp((dy, jnp.zeros(8), jnp.zeros(8)))
+    want_dx, want_dscale, want_dbias = want_vjp(
+        (dy.astype(jnp.float32), jnp.zeros(8), jnp.zeros(8))
+    )
+    assert dx.dtype == jnp.bfloat16 and dscale.dtype == jnp.float32
+    np.testing.assert_allclose(dx.astype(jnp.float32), want_dx, rtol=2**-7, atol=2**-7)
+    np.testing.assert_allclose(dscale, want_dscale, rtol=1e-5)
+    np.testing.assert_allclose(dbias, want_dbias, rtol=1e-5)

@@ -558,3 +558,15 @@ def test_evaluation_folds_batch_norm_into_one_onednn_call_per_conv(layers, monke
         score = lambda x, model=model: model.apply(variables, x, train=False)[:, 3].sum()
         grads[impl] = jax.jit(jax.grad(score))(x)
     assert relative_error(grads[layers], grads["fast"]) <= 1e-4
+
+
+def test_the_status_command_says_what_auto_means_here():
+    done = subprocess.run([sys.executable, "-m", "jaxdl.ops.onednn"], capture_output=True,
+                          text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = dict(line.split(": ", 1) for line in done.stdout.splitlines() if ": " in line)
+    assert lines["oneDNN"] == onednn.status().line()
+    if AVAILABLE:
+        assert "fastest of oneDNN's kernels and XLA's" in lines["--layers auto, float32"]
+    bf16 = lines["--layers auto, bfloat16 convolutions"]
+    assert bf16.startswith("oneDNN's bfloat16 kernels" if NATIVE_BF16 else "flax's plain layers")

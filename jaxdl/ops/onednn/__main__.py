@@ -4,8 +4,8 @@
 
 Prints the JAX backend, whether the oneDNN kernels loaded (or why not), oneDNN's version, the
 instruction set it dispatches to and the kernel it picks for a ResNet-20 convolution, what
-`--layers auto` means on this machine for convolutions and BatchNorm, where the per-shape
-choices are cached, and how host memory is managed (`jaxdl.host_memory`).
+`--layers auto` means on this machine for float32 and bfloat16 convolutions and BatchNorm,
+where the per-shape choices are cached, and how host memory is managed (`jaxdl.host_memory`).
 """
 
 from __future__ import annotations
@@ -54,6 +54,11 @@ def main() -> None:
     else:
         norm = "XLA (jaxdl.ops.fast_cpu.batch_norm_train)"
     print(f"--layers auto, float32, training BatchNorm: {norm}")
+    if conv_function("auto", jnp.bfloat16) is tuning.conv_general_dilated:
+        bf16 = "oneDNN's bfloat16 kernels (this CPU has bfloat16 instructions), tuned as above"
+    else:
+        bf16 = "flax's plain layers on XLA (no bfloat16 instructions for oneDNN here)"
+    print(f"--layers auto, bfloat16 convolutions: {bf16}")
     if status.available:
         shapes = len(tuning.cached_choices())
         print(f"per-shape choices: {tuning.cache_file()} ({shapes} shapes for this machine)")
