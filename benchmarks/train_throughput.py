@@ -4,6 +4,7 @@
     python -m benchmarks.train_throughput --models resnet20 --repeats 7
     python -m benchmarks.train_throughput --models airbench94  # the speedrun's net, batch 1024
     python -m benchmarks.train_throughput --models resnet20 --isolate 2  # a process per candidate
+    python -m benchmarks.train_throughput --models resnet20 --isolate 2 --dtype bfloat16
 
 For each model (batch 128, airbench94 at its recipe's 1024; float32, SGD with Nesterov momentum 0.9,
 lr 0.1, weight decay 5e-4 as an L2 term, cross-entropy) it builds jaxdl's jitted `train_step` /
@@ -17,6 +18,10 @@ of them alike; each figure is the median (min–max) of `--repeats` timings of `
 blocked on the result. It also measures an f32 matmul's GFLOP/s as the machine's practical peak
 and gives jaxdl's training GFLOP/s as a share of it (XLA's cost analysis of the step lowered with
 plain layers: it cannot see into the oneDNN kernels' custom calls).
+
+`--dtype bfloat16` computes in bfloat16 with float32 parameters on both sides: jaxdl's layers
+with `dtype=bfloat16` (oneDNN's bfloat16 convolutions where the CPU has bfloat16
+instructions), PyTorch under `torch.autocast("cpu", torch.bfloat16)`, its mixed precision.
 
 With `--isolate ROUNDS`, every candidate runs in a child process of its own instead, the
 processes in turn for ROUNDS rounds, and the figures pool all rounds. Candidates sharing a
@@ -87,17 +92,21 @@ class Candidate:
         self.rates.append(steps * self.batch / (time.perf_counter() - start))
 
 
-def jaxdl_candidates(model_name: str, layers: str) -> tuple[Candidate, Candidate, float, int]:
-    """(train, eval, train FLOPs per step, parameter count) for jaxdl with `layers`."""
+def jaxdl_candidates(
+    model_name: str, layers: str, dtype: str = "float32"
+) -> tuple[Candidate, Candidate, float, int]:
+    """(train, eval, train FLOPs per step, parameter count) for jaxdl with `layers` computing
+    in `dtype`."""
     import jax
 
     from jaxdl import models
+    from jaxdl.config import DTYPES
     from jaxdl.optim import OptimizerConfig, create_optimizer
     from jaxdl.state import count_params, create_train_state
     from jaxdl.step import eval_step, train_step
     from jaxdl.tools.cost import xla_flops
 
-    model = models.create(model_name, num_classes=10, layers=layers)
+    model = models.create(model_name, num_classes=10, layers=layers, dtype=DTYPES[dtype])
     config = OptimizerConfig(name="nesterov", lr=LR, momentum=MOMENTUM, schedule="constant")
     tx, _ = create_optimizer(config, 1, 1)
     state = create_train_state(model, tx, jax.random.PRNGKey(0), (1, 32, 32, 3))
@@ -114,7 +123,7 @@ def jaxdl_candidates(model_name: str, layers: str) -> tuple[Candidate, Candidate
         .compile()
     )
     evaluate = jax.jit(eval_step).lower(state, batch).compile()
-    plain = models.create(model_name, num_classes=10, layers="plain")
+    plain = models.create(model_name, num_classes=10, layers="plain", dtype=DTYPES[dtype])
     flops = xla_flops(
         jax.jit(functools.partial(train_step, l2_weight=WEIGHT_DECAY))
         .lower(state.replace(apply_fn=plain.apply), batch)
@@ -242,9 +251,14 @@ def torch_airbench():
     )  # fmt: skip
 
 
-def torch_candidates(model_name: str, compiled: bool, channels_last: bool):
-    """(train, eval, parameter count) for PyTorch in one of the four settings."""
+def torch_candidates(model_name: str, compiled: bool, channels_last: bool, dtype: str = "float32"):
+    """(train, eval, parameter count) for PyTorch in one of the four settings, under autocast
+    to `dtype` when it is bfloat16."""
     import torch
+
+    autocast = functools.partial(
+        torch.autocast, "cpu", dtype=torch.bfloat16, enabled=dtype == "bfloat16"
+    )
 
     torch.manual_seed(0)
     model = torch_airbench() if model_name == "airbench94" else torch_resnet(model_name)
@@ -261,13 +275,14 @@ def torch_candidates(model_name: str, compiled: bool, channels_last: bool):
 
     def train_once(images, labels):
         optimizer.zero_grad(set_to_none=True)
-        loss = loss_fn(model(images), labels)
+        with autocast():
+            loss = loss_fn(model(images), labels)
         loss.backward()
         optimizer.step()
         return loss
 
     def eval_once(images):
-        with torch.no_grad():
+        with torch.no_grad(), autocast():
             return model(images)
 
     forward = model
@@ -276,7 +291,7 @@ def torch_candidates(model_name: str, compiled: bool, channels_last: bool):
         train_once = torch.compile(train_once)
 
         def eval_once(images):  # noqa: F811 (the compiled model's forward)
-            with torch.no_grad():
+            with torch.no_grad(), autocast():
                 return forward(images)
 
     start = time.perf_counter()
@@ -331,14 +346,16 @@ def measure(model_name: str, args, names: tuple[str, ...]) -> dict:
     for name in names:
         if name.startswith("jaxdl"):
             layers = name.removeprefix("jaxdl").removesuffix("layers").strip() or "auto"
-            train, evaluate, flops, result["params"]["jaxdl"] = jaxdl_candidates(model_name, layers)
+            train, evaluate, flops, result["params"]["jaxdl"] = jaxdl_candidates(
+                model_name, layers, args.dtype
+            )
             if layers == "auto":
                 result["flops"] = flops
         else:
             compiled, channels_last = "compile" in name, "channels_last" in name
             try:
                 train, evaluate, result["params"]["torch"] = torch_candidates(
-                    model_name, compiled, channels_last
+                    model_name, compiled, channels_last, args.dtype
                 )
             except Exception as error:  # torch.compile needs a working C++ toolchain
                 print(f"  {model_name}: {name} failed: {error!r:.200}")
@@ -433,7 +450,7 @@ def run_child(model_name: str, name: str, args) -> dict:
     return child_result(
         "benchmarks.train_throughput", name, "--child", name, "--models", model_name,
         "--repeats", str(args.repeats), "--steps", str(args.steps), "--threads", str(args.threads),
-        "--warmup_steps", str(args.warmup_steps),
+        "--warmup_steps", str(args.warmup_steps), "--dtype", args.dtype,
     )  # fmt: skip
 
 
@@ -445,6 +462,12 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2, help="PyTorch intra-op threads")
     parser.add_argument(
         "--warmup_steps", type=int, default=10, help="untimed steps per candidate and phase"
+    )
+    parser.add_argument(
+        "--dtype",
+        choices=("float32", "bfloat16"),
+        default="float32",
+        help="compute dtype (parameters stay float32); PyTorch under autocast for bfloat16",
     )
     parser.add_argument("--no_plain", action="store_true", help="skip jaxdl's plain layers")
     parser.add_argument("--no_fast", action="store_true", help="skip jaxdl's XLA:CPU layers")
@@ -505,7 +528,7 @@ def main() -> None:
         peak = matmul_peak()
         how = f"jax {jax.__version__} on {jax.default_backend()}, all in one process"
     print(
-        f"{how}; torch {torch_version}, {args.threads} torch threads, float32"
+        f"{how}; torch {torch_version}, {args.threads} torch threads, {args.dtype}"
         + (f"; f32 matmul 2048^3: {peak:.0f} GFLOP/s" if peak else "")
     )
     for model_name in models:

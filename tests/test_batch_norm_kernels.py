@@ -100,6 +100,42 @@ def test_value_and_gradients_equal_float64_and_the_xla_path(shape, with_residual
 
 
 @needs_onednn
+@pytest.mark.parametrize("relu", [False, True])
+@pytest.mark.parametrize("with_residual", [False, True])
+def test_bfloat16_is_the_float32_kernel_on_the_same_values_rounded_once(with_residual, relu):
+    x, residual, scale, bias, cotangent = arrays((4, 6, 6, 32))
+    x, residual, cotangent = (a.astype(jnp.bfloat16) for a in (x, residual, cotangent))
+    residual = residual if with_residual else None
+    wide = lambda a: None if a is None else a.astype(jnp.float32)
+    run = lambda *a: jax.vjp(lambda *b: batch_norm.batch_norm_train(*b, EPS, relu), *a)
+    (y, mean, var), vjp = jax.jit(run)(x, scale, bias, residual)
+    (want_y, want_mean, want_var), want_vjp = jax.jit(run)(wide(x), scale, bias, wide(residual))
+    zeros = jnp.zeros(x.shape[-1])
+    grads = vjp((cotangent, zeros, zeros))
+    want_grads = want_vjp((wide(cotangent), zeros, zeros))
+    # widening is exact and the arithmetic is float32's: the same statistics bit for bit, and
+    # every activation and activation gradient the float32 result rounded to bfloat16
+    assert y.dtype == jnp.bfloat16 and mean.dtype == var.dtype == jnp.float32
+    np.testing.assert_array_equal(mean, want_mean)
+    np.testing.assert_array_equal(var, want_var)
+    np.testing.assert_array_equal(y, want_y.astype(jnp.bfloat16))
+    for got, want in zip(grads, want_grads, strict=True):
+        if got is None:
+            continue
+        assert got.dtype == (jnp.float32 if got.ndim == 1 else jnp.bfloat16)
+        np.testing.assert_array_equal(got, want.astype(got.dtype))
+
+
+@needs_onednn
+def test_mixed_float32_and_bfloat16_activations_are_refused():
+    x, residual, scale, bias, _ = arrays((2, 4, 4, 8))
+    with pytest.raises(Exception, match="must all be float32 or all bfloat16"):
+        jax.block_until_ready(
+            batch_norm.forward(x, scale, bias, residual.astype(jnp.bfloat16), EPS, True)
+        )
+
+
+@needs_onednn
 def test_the_relu_mask_recomputed_from_x_is_the_forwards_own():
     """Without a residual the backward masks dy by x * a + b > 0 rather than reading y > 0. It
     must be the forward's mask bit for bit: the gradients equal, exactly, those of the add

@@ -20,7 +20,7 @@ from jax import lax
 from jax.test_util import check_grads
 
 from jaxdl import models, parallel
-from jaxdl.nn.conv import Conv, conv_function, fused_batch_norm
+from jaxdl.nn.conv import Conv, conv_function, fold_batch_norm, fused_batch_norm
 from jaxdl.ops import fast_cpu, onednn
 from jaxdl.ops.onednn import build, tuning
 from jaxdl.state import create_train_state
@@ -272,11 +272,13 @@ def test_bfloat16_convolutions_take_onednn_only_with_bfloat16_instructions(monke
         assert onednn.conv_spec(*args) is not None
         assert conv_function("auto", jnp.bfloat16) is tuning.conv_general_dilated
         assert conv_function("onednn", jnp.bfloat16) is onednn.conv_general_dilated
-    assert not fused_batch_norm("auto", jnp.bfloat16)  # the fused kernels are float32's
+        assert fused_batch_norm("auto", jnp.bfloat16) and fused_batch_norm("onednn", jnp.bfloat16)
+    assert not fold_batch_norm("auto", jnp.bfloat16)  # the folded evaluation call is float32's
     assert conv_function("plain", jnp.bfloat16) is jax.lax.conv_general_dilated
     monkeypatch.setattr(onednn, "native_bfloat16", lambda: False)
     assert onednn.conv_spec(*args) is None  # so `covering` sends it to XLA
     assert conv_function("auto", jnp.bfloat16) is jax.lax.conv_general_dilated
+    assert not fused_batch_norm("auto", jnp.bfloat16)
     assert onednn.conv_spec(*(a.astype(jnp.float32) for a in args[:2]), *args[2:]) is not None
 
 
@@ -302,7 +304,7 @@ def test_without_the_library_jaxdl_says_so_and_runs_on_xla(tmp_path):
     script = textwrap.dedent(
         """
         import jax, jax.numpy as jnp, numpy as np
-        from jaxdl.nn.conv import Conv, conv_function, fused_batch_norm
+        from jaxdl.nn.conv import Conv, conv_function, fold_batch_norm, fused_batch_norm
         from jaxdl.ops import fast_cpu, onednn
         x = jnp.asarray(np.random.default_rng(0).standard_normal((2, 8, 8, 4)), jnp.float32)
         k = jnp.asarray(np.random.default_rng(1).standard_normal((3, 3, 4, 6)), jnp.float32)
@@ -568,5 +570,5 @@ def test_the_status_command_says_what_auto_means_here():
     assert lines["oneDNN"] == onednn.status().line()
     if AVAILABLE:
         assert "fastest of oneDNN's kernels and XLA's" in lines["--layers auto, float32"]
-    bf16 = lines["--layers auto, bfloat16 convolutions"]
+    bf16 = lines["--layers auto, bfloat16"]
     assert bf16.startswith("oneDNN's bfloat16 kernels" if NATIVE_BF16 else "flax's plain layers")

@@ -21,7 +21,8 @@ convolution on the fastest of oneDNN's kernels and XLA's for its shape, timed on
 not load; it is "plain" everywhere else (GPU, TPU, BatchNorm synchronised across devices).
 bfloat16 layers on the CPU backend are "plain" too, but on a CPU with bfloat16 instructions
 (AVX512-BF16, AMX), where "auto" and "onednn" run the convolutions on oneDNN's bfloat16
-kernels (tuned as above for "auto") and BatchNorm as "fast" does, normalising in float32.
+kernels (tuned as above for "auto") and training BatchNorm on the fused kernels too, which
+read and write bfloat16 and compute in float32.
 
 The choice is a field of every layer and model (`layers`), set once when the model is created
 (`models.create(name, layers=...)`, from the run's `--layers`), as flax's examples hand `conv`
@@ -99,19 +100,14 @@ def fused_batch_norm(layers: str, dtype: Any) -> bool:
     """Whether a training-mode `BatchNorm` with implementation `layers` and this dtype runs on
     the fused kernels (`jaxdl.ops.onednn.batch_norm`; see the module docstring)."""
     impl = check_layer_impl(layers)
-    return (
-        impl in ("auto", "onednn")
-        and jnp.dtype(dtype) == jnp.float32
-        and use_fast_path(impl, dtype)
-        and onednn.available()
-    )
+    return impl in ("auto", "onednn") and use_fast_path(impl, dtype) and onednn.available()
 
 
 def fold_batch_norm(layers: str, dtype: Any) -> bool:
     """Whether an evaluation-mode `ConvBN` with implementation `layers` and this dtype runs as
     one oneDNN call with its BatchNorm folded in (`ConvBN._folded`): where training's
-    BatchNorm runs on the fused kernels."""
-    return fused_batch_norm(layers, dtype)
+    BatchNorm runs on the fused kernels, in float32 (the folded call is float32's)."""
+    return jnp.dtype(dtype) == jnp.float32 and fused_batch_norm(layers, dtype)
 
 
 # He et al. 2015 "fan_out" normal init for ReLU convolutions, as torchvision's ResNet uses.
@@ -239,8 +235,8 @@ class FastBatchNorm(nn.Module):
     """`flax.linen.BatchNorm` over the last axis (same variables: params `scale`, `bias`;
     batch_stats `mean`, `var`, the biased batch variance, as flax keeps it), followed by the
     optional residual add and ReLU, computed by `fast_cpu.batch_norm_train` or, `fused`, by
-    the fused kernels of `jaxdl.ops.onednn.batch_norm` (float32); one device only. The output
-    has the input's dtype; bfloat16 is normalised in float32, as flax does."""
+    the fused kernels of `jaxdl.ops.onednn.batch_norm`; one device only. The output has the
+    input's dtype; bfloat16 is normalised in float32, as flax does."""
 
     use_running_average: bool
     momentum: float = 0.9
@@ -262,6 +258,8 @@ class FastBatchNorm(nn.Module):
             y = (x * a + (bias - ra_mean.value * a)).astype(x.dtype)
             return _add_relu(y, residual, relu)
         if self.fused:
+            if residual is not None:  # the kernels take one activation dtype
+                residual = residual.astype(x.dtype)
             y, mean, var = onednn_batch_norm.batch_norm_train(
                 x, scale, bias, residual, self.epsilon, relu
             )

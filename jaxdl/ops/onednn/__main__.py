@@ -55,10 +55,13 @@ def main() -> None:
         norm = "XLA (jaxdl.ops.fast_cpu.batch_norm_train)"
     print(f"--layers auto, float32, training BatchNorm: {norm}")
     if conv_function("auto", jnp.bfloat16) is tuning.conv_general_dilated:
-        bf16 = "oneDNN's bfloat16 kernels (this CPU has bfloat16 instructions), tuned as above"
+        bf16 = (
+            "oneDNN's bfloat16 kernels (this CPU has bfloat16 instructions), tuned as above; "
+            "training BatchNorm on the fused kernels"
+        )
     else:
         bf16 = "flax's plain layers on XLA (no bfloat16 instructions for oneDNN here)"
-    print(f"--layers auto, bfloat16 convolutions: {bf16}")
+    print(f"--layers auto, bfloat16: {bf16}")
     if status.available:
         shapes = len(tuning.cached_choices())
         print(f"per-shape choices: {tuning.cache_file()} ({shapes} shapes for this machine)")

@@ -1,5 +1,5 @@
-// Training-mode BatchNorm over the last axis of a float32 array, fused with the residual add and
-// the ReLU that follow it in a ResNet block, as XLA FFI handlers:
+// Training-mode BatchNorm over the last axis of a float32 or bfloat16 array, fused with the
+// residual add and the ReLU that follow it in a ResNet block, as XLA FFI handlers:
 //
 //   forward:  y = relu?(x * a + b + residual?), a = scale / sqrt(var + eps), b = bias - mean * a
 //             with mean and (biased) var over every row of x viewed as [M, C]
@@ -19,12 +19,19 @@
 // Each pass splits the rows between OpenMP threads (the runtime oneDNN uses); the statistics
 // are summed in float32 over blocks of 64 rows, then in double. The loops are compiled for
 // AVX-512, AVX2 and baseline x86-64 (`target_clones`), the CPU picking one when loaded.
+//
+// bfloat16 activations (x, the residual, y, dy, dx, the residual's gradient) are widened to
+// float32 as they are read and rounded to the nearest bfloat16 (ties to even, as XLA's convert)
+// as they are written; every sum and the affine maps stay float32 / double, as do scale, bias,
+// mean and var: the arithmetic is float32's, only the memory traffic halves.
 
 #include <omp.h>
 
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
+#include <initializer_list>
 #include <vector>
 
 #include "xla/ffi/api/ffi.h"
@@ -37,6 +44,40 @@ namespace {
 #define JAXDL_INLINE inline __attribute__((always_inline))
 
 constexpr int64_t kBlockRows = 64;  // rows summed in float32 before the double totals
+
+// A bfloat16 as stored: the upper 16 bits of a float32.
+struct bf16 {
+  uint16_t bits;
+};
+struct float_tag {
+  using type = float;
+};
+struct bf16_tag {
+  using type = bf16;
+};
+
+JAXDL_INLINE float widen(float v) { return v; }
+JAXDL_INLINE float widen(bf16 v) {
+  uint32_t u = static_cast<uint32_t>(v.bits) << 16;
+  float f;
+  std::memcpy(&f, &u, sizeof f);
+  return f;
+}
+
+// `f` as a T: itself, or the nearest bfloat16, ties to even (a NaN stays a quiet NaN).
+template <typename T>
+JAXDL_INLINE T narrow(float f);
+template <>
+JAXDL_INLINE float narrow<float>(float f) {
+  return f;
+}
+template <>
+JAXDL_INLINE bf16 narrow<bf16>(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, sizeof u);
+  uint32_t rounded = (u + 0x7FFFu + ((u >> 16) & 1u)) >> 16;
+  return bf16{static_cast<uint16_t>(f != f ? 0x7FC0u : rounded)};
+}
 
 // This thread's share [begin, end) of `rows` rows, inside an OpenMP parallel region.
 void thread_rows(int64_t rows, int64_t* begin, int64_t* end) {
@@ -54,9 +95,9 @@ JAXDL_INLINE bool passes(float x, float a, float b) { return x * a + b > 0.0f; }
 // Adds sum(u) and sum(u * v) over rows [begin, end) of [rows, c] arrays to `sum_u`, `sum_uv`,
 // where u = `a`, masked to zero where `mask` says (`Mask`). With v == u, the statistics of the
 // forward pass; with u = dy and v = x, those of the backward pass.
-template <Mask kMask>
-JAXDL_INLINE void sums_rows(const float* __restrict__ a, const float* __restrict__ v,
-                            const float* __restrict__ mask, const float* __restrict__ mask_a,
+template <Mask kMask, typename T>
+JAXDL_INLINE void sums_rows(const T* __restrict__ a, const T* __restrict__ v,
+                            const T* __restrict__ mask, const float* __restrict__ mask_a,
                             const float* __restrict__ mask_b, int64_t begin, int64_t end,
                             int64_t c, float* __restrict__ block_u, float* __restrict__ block_uv,
                             double* __restrict__ sum_u, double* __restrict__ sum_uv) {
@@ -64,15 +105,15 @@ JAXDL_INLINE void sums_rows(const float* __restrict__ a, const float* __restrict
     int64_t r1 = std::min(end, r0 + kBlockRows);
     for (int64_t j = 0; j < c; ++j) block_u[j] = block_uv[j] = 0.0f;
     for (int64_t r = r0; r < r1; ++r) {
-      const float* ar = a + r * c;
-      const float* vr = v + r * c;
-      const float* mr = mask + (kMask == Mask::kOutput ? r * c : 0);
+      const T* ar = a + r * c;
+      const T* vr = v + r * c;
+      const T* mr = mask + (kMask == Mask::kOutput ? r * c : 0);
       for (int64_t j = 0; j < c; ++j) {
-        float u = ar[j];
-        if (kMask == Mask::kOutput) u = mr[j] > 0.0f ? u : 0.0f;
-        if (kMask == Mask::kAffine) u = passes(vr[j], mask_a[j], mask_b[j]) ? u : 0.0f;
+        float u = widen(ar[j]), vj = widen(vr[j]);
+        if (kMask == Mask::kOutput) u = widen(mr[j]) > 0.0f ? u : 0.0f;
+        if (kMask == Mask::kAffine) u = passes(vj, mask_a[j], mask_b[j]) ? u : 0.0f;
         block_u[j] += u;
-        block_uv[j] += u * vr[j];
+        block_uv[j] += u * vj;
       }
     }
     for (int64_t j = 0; j < c; ++j) {
@@ -82,69 +123,118 @@ JAXDL_INLINE void sums_rows(const float* __restrict__ a, const float* __restrict
   }
 }
 
-JAXDL_CLONES void sums(const float* a, const float* v, Mask mode, const float* mask,
-                       const float* mask_a, const float* mask_b, int64_t begin, int64_t end,
-                       int64_t c, float* block_u, float* block_uv, double* sum_u,
-                       double* sum_uv) {
+template <typename T>
+JAXDL_INLINE void sums_any(const T* a, const T* v, Mask mode, const T* mask, const float* mask_a,
+                           const float* mask_b, int64_t begin, int64_t end, int64_t c,
+                           float* block_u, float* block_uv, double* sum_u, double* sum_uv) {
+  const T* none = nullptr;
   if (mode == Mask::kOutput) {
     sums_rows<Mask::kOutput>(a, v, mask, nullptr, nullptr, begin, end, c, block_u, block_uv,
                              sum_u, sum_uv);
   } else if (mode == Mask::kAffine) {
-    sums_rows<Mask::kAffine>(a, v, nullptr, mask_a, mask_b, begin, end, c, block_u, block_uv,
+    sums_rows<Mask::kAffine>(a, v, none, mask_a, mask_b, begin, end, c, block_u, block_uv,
                              sum_u, sum_uv);
   } else {
-    sums_rows<Mask::kNone>(a, v, nullptr, nullptr, nullptr, begin, end, c, block_u, block_uv,
+    sums_rows<Mask::kNone>(a, v, none, nullptr, nullptr, begin, end, c, block_u, block_uv,
                            sum_u, sum_uv);
   }
 }
 
+// One overload per activation type, each compiled for every ISA of `JAXDL_CLONES`.
+JAXDL_CLONES void sums(const float* a, const float* v, Mask mode, const float* mask,
+                       const float* mask_a, const float* mask_b, int64_t begin, int64_t end,
+                       int64_t c, float* block_u, float* block_uv, double* sum_u,
+                       double* sum_uv) {
+  sums_any(a, v, mode, mask, mask_a, mask_b, begin, end, c, block_u, block_uv, sum_u, sum_uv);
+}
+JAXDL_CLONES void sums(const bf16* a, const bf16* v, Mask mode, const bf16* mask,
+                       const float* mask_a, const float* mask_b, int64_t begin, int64_t end,
+                       int64_t c, float* block_u, float* block_uv, double* sum_u,
+                       double* sum_uv) {
+  sums_any(a, v, mode, mask, mask_a, mask_b, begin, end, c, block_u, block_uv, sum_u, sum_uv);
+}
+
 // y = relu?(x * a + b + residual?) over rows [begin, end).
-template <bool kRelu, bool kResidual>
-JAXDL_INLINE void normalize_rows(const float* __restrict__ x, const float* __restrict__ residual,
+template <bool kRelu, bool kResidual, typename T>
+JAXDL_INLINE void normalize_rows(const T* __restrict__ x, const T* __restrict__ residual,
                                  const float* __restrict__ a, const float* __restrict__ b,
-                                 float* __restrict__ y, int64_t begin, int64_t end, int64_t c) {
+                                 T* __restrict__ y, int64_t begin, int64_t end, int64_t c) {
   for (int64_t r = begin; r < end; ++r) {
-    const float* xr = x + r * c;
-    const float* rr = residual + (kResidual ? r * c : 0);
-    float* yr = y + r * c;
+    const T* xr = x + r * c;
+    const T* rr = residual + (kResidual ? r * c : 0);
+    T* yr = y + r * c;
     for (int64_t j = 0; j < c; ++j) {
-      float out = xr[j] * a[j] + b[j];  // as `passes` computes it
-      if (kResidual) out += rr[j];
-      yr[j] = kRelu ? std::max(out, 0.0f) : out;
+      float out = widen(xr[j]) * a[j] + b[j];  // as `passes` computes it
+      if (kResidual) out += widen(rr[j]);
+      yr[j] = narrow<T>(kRelu ? std::max(out, 0.0f) : out);
     }
   }
 }
 
-JAXDL_CLONES void normalize(const float* x, const float* residual, const float* a,
-                            const float* b, float* y, int64_t begin, int64_t end, int64_t c,
-                            bool relu) {
+template <typename T>
+JAXDL_INLINE void normalize_any(const T* x, const T* residual, const float* a, const float* b,
+                                T* y, int64_t begin, int64_t end, int64_t c, bool relu) {
   if (relu && residual) normalize_rows<true, true>(x, residual, a, b, y, begin, end, c);
   if (relu && !residual) normalize_rows<true, false>(x, residual, a, b, y, begin, end, c);
   if (!relu && residual) normalize_rows<false, true>(x, residual, a, b, y, begin, end, c);
   if (!relu && !residual) normalize_rows<false, false>(x, residual, a, b, y, begin, end, c);
 }
 
+JAXDL_CLONES void normalize(const float* x, const float* residual, const float* a,
+                            const float* b, float* y, int64_t begin, int64_t end, int64_t c,
+                            bool relu) {
+  normalize_any(x, residual, a, b, y, begin, end, c, relu);
+}
+JAXDL_CLONES void normalize(const bf16* x, const bf16* residual, const float* a, const float* b,
+                            bf16* y, int64_t begin, int64_t end, int64_t c, bool relu) {
+  normalize_any(x, residual, a, b, y, begin, end, c, relu);
+}
+
 // dx = p * g + q * x + o and dresidual = g (when wanted), g = dy masked as `Mask` says.
-template <Mask kMask, bool kResidual>
-JAXDL_INLINE void gradient_rows(const float* __restrict__ dy, const float* __restrict__ x,
-                                const float* __restrict__ y, const float* __restrict__ mask_a,
+template <Mask kMask, bool kResidual, typename T>
+JAXDL_INLINE void gradient_rows(const T* __restrict__ dy, const T* __restrict__ x,
+                                const T* __restrict__ y, const float* __restrict__ mask_a,
                                 const float* __restrict__ mask_b, const float* __restrict__ p,
                                 const float* __restrict__ q, const float* __restrict__ o,
-                                float* __restrict__ dx, float* __restrict__ dresidual,
-                                int64_t begin, int64_t end, int64_t c) {
+                                T* __restrict__ dx, T* __restrict__ dresidual, int64_t begin,
+                                int64_t end, int64_t c) {
   for (int64_t r = begin; r < end; ++r) {
-    const float* dyr = dy + r * c;
-    const float* xr = x + r * c;
-    const float* yr = y + (kMask == Mask::kOutput ? r * c : 0);
-    float* dxr = dx + r * c;
-    float* drr = dresidual + (kResidual ? r * c : 0);
+    const T* dyr = dy + r * c;
+    const T* xr = x + r * c;
+    const T* yr = y + (kMask == Mask::kOutput ? r * c : 0);
+    T* dxr = dx + r * c;
+    T* drr = dresidual + (kResidual ? r * c : 0);
     for (int64_t j = 0; j < c; ++j) {
-      float g = dyr[j];
-      if (kMask == Mask::kOutput) g = yr[j] > 0.0f ? g : 0.0f;
-      if (kMask == Mask::kAffine) g = passes(xr[j], mask_a[j], mask_b[j]) ? g : 0.0f;
-      dxr[j] = p[j] * g + q[j] * xr[j] + o[j];
-      if (kResidual) drr[j] = g;
+      float g = widen(dyr[j]), xj = widen(xr[j]);
+      if (kMask == Mask::kOutput) g = widen(yr[j]) > 0.0f ? g : 0.0f;
+      if (kMask == Mask::kAffine) g = passes(xj, mask_a[j], mask_b[j]) ? g : 0.0f;
+      dxr[j] = narrow<T>(p[j] * g + q[j] * xj + o[j]);
+      if (kResidual) drr[j] = narrow<T>(g);
     }
+  }
+}
+
+template <typename T>
+JAXDL_INLINE void gradient_any(const T* dy, const T* x, Mask mode, const T* y,
+                               const float* mask_a, const float* mask_b, const float* p,
+                               const float* q, const float* o, T* dx, T* dresidual,
+                               int64_t begin, int64_t end, int64_t c) {
+  const T* none = nullptr;
+  T* no_output = nullptr;
+  // The masked cases that occur: a ReLU after an add masks by y (and has a residual), one
+  // without an add by x * a + b (and has none).
+  if (mode == Mask::kOutput && dresidual) {
+    gradient_rows<Mask::kOutput, true>(dy, x, y, nullptr, nullptr, p, q, o, dx, dresidual,
+                                       begin, end, c);
+  } else if (mode == Mask::kAffine) {
+    gradient_rows<Mask::kAffine, false>(dy, x, none, mask_a, mask_b, p, q, o, dx, no_output,
+                                        begin, end, c);
+  } else if (dresidual) {
+    gradient_rows<Mask::kNone, true>(dy, x, none, nullptr, nullptr, p, q, o, dx, dresidual,
+                                     begin, end, c);
+  } else {
+    gradient_rows<Mask::kNone, false>(dy, x, none, nullptr, nullptr, p, q, o, dx, no_output,
+                                      begin, end, c);
   }
 }
 
@@ -152,28 +242,21 @@ JAXDL_CLONES void gradient(const float* dy, const float* x, Mask mode, const flo
                            const float* mask_a, const float* mask_b, const float* p,
                            const float* q, const float* o, float* dx, float* dresidual,
                            int64_t begin, int64_t end, int64_t c) {
-  // The masked cases that occur: a ReLU after an add masks by y (and has a residual), one
-  // without an add by x * a + b (and has none).
-  if (mode == Mask::kOutput && dresidual) {
-    gradient_rows<Mask::kOutput, true>(dy, x, y, nullptr, nullptr, p, q, o, dx, dresidual,
-                                       begin, end, c);
-  } else if (mode == Mask::kAffine) {
-    gradient_rows<Mask::kAffine, false>(dy, x, nullptr, mask_a, mask_b, p, q, o, dx, nullptr,
-                                        begin, end, c);
-  } else if (dresidual) {
-    gradient_rows<Mask::kNone, true>(dy, x, nullptr, nullptr, nullptr, p, q, o, dx, dresidual,
-                                     begin, end, c);
-  } else {
-    gradient_rows<Mask::kNone, false>(dy, x, nullptr, nullptr, nullptr, p, q, o, dx, nullptr,
-                                      begin, end, c);
-  }
+  gradient_any(dy, x, mode, y, mask_a, mask_b, p, q, o, dx, dresidual, begin, end, c);
+}
+JAXDL_CLONES void gradient(const bf16* dy, const bf16* x, Mask mode, const bf16* y,
+                           const float* mask_a, const float* mask_b, const float* p,
+                           const float* q, const float* o, bf16* dx, bf16* dresidual,
+                           int64_t begin, int64_t end, int64_t c) {
+  gradient_any(dy, x, mode, y, mask_a, mask_b, p, q, o, dx, dresidual, begin, end, c);
 }
 
 // The per-channel sums of (u, u * v) over all `rows`, u masked as `mode` says, threads'
 // partial sums added in order (so the result does not depend on timing).
-void channel_sums(const float* u, const float* v, Mask mode, const float* mask,
-                  const float* mask_a, const float* mask_b, int64_t rows, int64_t c,
-                  std::vector<double>* sum_u, std::vector<double>* sum_uv) {
+template <typename T>
+void channel_sums(const T* u, const T* v, Mask mode, const T* mask, const float* mask_a,
+                  const float* mask_b, int64_t rows, int64_t c, std::vector<double>* sum_u,
+                  std::vector<double>* sum_uv) {
   int threads = omp_get_max_threads();
   std::vector<double> partial(static_cast<size_t>(threads) * 2 * c, 0.0);
   std::vector<int> used(1, 1);
@@ -219,15 +302,17 @@ void affine(const float* scale, const float* bias, const float* mean, const floa
   }
 }
 
-ffi::Error forward(const float* x, const float* residual, const float* scale, const float* bias,
-                   ffi::Span<const int64_t> dims, float epsilon, bool relu, float* y, float* mean,
+template <typename T>
+ffi::Error forward(const T* x, const T* residual, const float* scale, const float* bias,
+                   ffi::Span<const int64_t> dims, float epsilon, bool relu, T* y, float* mean,
                    float* var) {
   int64_t m, c;
   if (!rows_and_channels(dims, &m, &c) || m < 1) {
     return ffi::Error::InvalidArgument("jaxdl BatchNorm: x needs at least one row and channel");
   }
   std::vector<double> sum, sum_sq;
-  channel_sums(x, x, Mask::kNone, nullptr, nullptr, nullptr, m, c, &sum, &sum_sq);
+  channel_sums(x, x, Mask::kNone, static_cast<const T*>(nullptr), nullptr, nullptr, m, c, &sum,
+               &sum_sq);
   for (int64_t j = 0; j < c; ++j) {
     double mu = sum[j] / m;
     mean[j] = static_cast<float>(mu);
@@ -246,10 +331,11 @@ ffi::Error forward(const float* x, const float* residual, const float* scale, co
 
 // The gradients; `mode` says how the forward's ReLU masks dy: not at all, by `y` > 0 (a ReLU
 // after an add), or by x * a + b > 0 (a ReLU without one; `bias` given).
-ffi::Error backward(const float* dy, const float* x, Mask mode, const float* y,
-                    const float* scale, const float* bias, const float* mean, const float* var,
-                    ffi::Span<const int64_t> dims, float epsilon, float* dx, float* dscale,
-                    float* dbias, float* dresidual) {
+template <typename T>
+ffi::Error backward(const T* dy, const T* x, Mask mode, const T* y, const float* scale,
+                    const float* bias, const float* mean, const float* var,
+                    ffi::Span<const int64_t> dims, float epsilon, T* dx, float* dscale,
+                    float* dbias, T* dresidual) {
   int64_t m, c;
   if (!rows_and_channels(dims, &m, &c) || m < 1) {
     return ffi::Error::InvalidArgument("jaxdl BatchNorm: x needs at least one row and channel");
@@ -283,58 +369,106 @@ ffi::Error backward(const float* dy, const float* x, Mask mode, const float* y,
 
 using F32 = ffi::Buffer<ffi::F32>;
 using F32Out = ffi::ResultBuffer<ffi::F32>;
+using Any = ffi::AnyBuffer;
+using AnyOut = ffi::Result<ffi::AnyBuffer>;
 
-ffi::Error ForwardImpl(F32 x, F32 scale, F32 bias, F32Out y, F32Out mean, F32Out var,
+template <typename T>
+const T* in(const Any& buffer) {
+  return static_cast<const T*>(buffer.untyped_data());
+}
+template <typename T>
+T* out(AnyOut& buffer) {
+  return static_cast<T*>(buffer->untyped_data());
+}
+
+// Runs `call(tag)` with the tag of the activations' type (`float_tag`, `bf16_tag`): the
+// activations and their gradients must all be float32 or all bfloat16.
+template <typename Call>
+ffi::Error by_type(std::initializer_list<ffi::DataType> types, Call call) {
+  ffi::DataType first = *types.begin();
+  bool same = std::all_of(types.begin(), types.end(), [&](ffi::DataType t) { return t == first; });
+  if (same && first == ffi::DataType::F32) return call(float_tag{});
+  if (same && first == ffi::DataType::BF16) return call(bf16_tag{});
+  return ffi::Error::InvalidArgument(
+      "jaxdl BatchNorm: the activations and their gradients must all be float32 or all "
+      "bfloat16");
+}
+
+ffi::Error ForwardImpl(Any x, F32 scale, F32 bias, AnyOut y, F32Out mean, F32Out var,
                        float epsilon, bool relu) {
-  return forward(x.typed_data(), nullptr, scale.typed_data(), bias.typed_data(), x.dimensions(),
-                 epsilon, relu, y->typed_data(), mean->typed_data(), var->typed_data());
+  return by_type({x.element_type(), y->element_type()}, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    return forward(in<T>(x), static_cast<const T*>(nullptr), scale.typed_data(),
+                   bias.typed_data(), x.dimensions(), epsilon, relu, out<T>(y),
+                   mean->typed_data(), var->typed_data());
+  });
 }
 
-ffi::Error ForwardAddImpl(F32 x, F32 residual, F32 scale, F32 bias, F32Out y, F32Out mean,
+ffi::Error ForwardAddImpl(Any x, Any residual, F32 scale, F32 bias, AnyOut y, F32Out mean,
                           F32Out var, float epsilon, bool relu) {
-  return forward(x.typed_data(), residual.typed_data(), scale.typed_data(), bias.typed_data(),
-                 x.dimensions(), epsilon, relu, y->typed_data(), mean->typed_data(),
-                 var->typed_data());
+  return by_type({x.element_type(), residual.element_type(), y->element_type()}, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    return forward(in<T>(x), in<T>(residual), scale.typed_data(), bias.typed_data(),
+                   x.dimensions(), epsilon, relu, out<T>(y), mean->typed_data(),
+                   var->typed_data());
+  });
 }
 
-ffi::Error BackwardImpl(F32 dy, F32 x, F32 scale, F32 mean, F32 var, F32Out dx, F32Out dscale,
+ffi::Error BackwardImpl(Any dy, Any x, F32 scale, F32 mean, F32 var, AnyOut dx, F32Out dscale,
                         F32Out dbias, float epsilon) {
-  return backward(dy.typed_data(), x.typed_data(), Mask::kNone, nullptr, scale.typed_data(),
-                  nullptr, mean.typed_data(), var.typed_data(), x.dimensions(), epsilon,
-                  dx->typed_data(), dscale->typed_data(), dbias->typed_data(), nullptr);
+  return by_type({dy.element_type(), x.element_type(), dx->element_type()}, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    return backward(in<T>(dy), in<T>(x), Mask::kNone, static_cast<const T*>(nullptr),
+                    scale.typed_data(), nullptr, mean.typed_data(), var.typed_data(),
+                    x.dimensions(), epsilon, out<T>(dx), dscale->typed_data(),
+                    dbias->typed_data(), static_cast<T*>(nullptr));
+  });
 }
 
-ffi::Error BackwardReluImpl(F32 dy, F32 x, F32 scale, F32 bias, F32 mean, F32 var, F32Out dx,
+ffi::Error BackwardReluImpl(Any dy, Any x, F32 scale, F32 bias, F32 mean, F32 var, AnyOut dx,
                             F32Out dscale, F32Out dbias, float epsilon) {
-  return backward(dy.typed_data(), x.typed_data(), Mask::kAffine, nullptr, scale.typed_data(),
-                  bias.typed_data(), mean.typed_data(), var.typed_data(), x.dimensions(),
-                  epsilon, dx->typed_data(), dscale->typed_data(), dbias->typed_data(), nullptr);
+  return by_type({dy.element_type(), x.element_type(), dx->element_type()}, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    return backward(in<T>(dy), in<T>(x), Mask::kAffine, static_cast<const T*>(nullptr),
+                    scale.typed_data(), bias.typed_data(), mean.typed_data(), var.typed_data(),
+                    x.dimensions(), epsilon, out<T>(dx), dscale->typed_data(),
+                    dbias->typed_data(), static_cast<T*>(nullptr));
+  });
 }
 
-ffi::Error BackwardAddImpl(F32 dy, F32 x, F32 scale, F32 mean, F32 var, F32Out dx,
-                           F32Out dscale, F32Out dbias, F32Out dresidual, float epsilon) {
-  return backward(dy.typed_data(), x.typed_data(), Mask::kNone, nullptr, scale.typed_data(),
-                  nullptr, mean.typed_data(), var.typed_data(), x.dimensions(), epsilon,
-                  dx->typed_data(), dscale->typed_data(), dbias->typed_data(),
-                  dresidual->typed_data());
+ffi::Error BackwardAddImpl(Any dy, Any x, F32 scale, F32 mean, F32 var, AnyOut dx,
+                           F32Out dscale, F32Out dbias, AnyOut dresidual, float epsilon) {
+  auto types = {dy.element_type(), x.element_type(), dx->element_type(),
+                dresidual->element_type()};
+  return by_type(types, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    return backward(in<T>(dy), in<T>(x), Mask::kNone, static_cast<const T*>(nullptr),
+                    scale.typed_data(), nullptr, mean.typed_data(), var.typed_data(),
+                    x.dimensions(), epsilon, out<T>(dx), dscale->typed_data(),
+                    dbias->typed_data(), out<T>(dresidual));
+  });
 }
 
-ffi::Error BackwardReluAddImpl(F32 dy, F32 x, F32 y, F32 scale, F32 mean, F32 var, F32Out dx,
-                               F32Out dscale, F32Out dbias, F32Out dresidual, float epsilon) {
-  return backward(dy.typed_data(), x.typed_data(), Mask::kOutput, y.typed_data(),
-                  scale.typed_data(), nullptr, mean.typed_data(), var.typed_data(),
-                  x.dimensions(), epsilon, dx->typed_data(), dscale->typed_data(),
-                  dbias->typed_data(), dresidual->typed_data());
+ffi::Error BackwardReluAddImpl(Any dy, Any x, Any y, F32 scale, F32 mean, F32 var, AnyOut dx,
+                               F32Out dscale, F32Out dbias, AnyOut dresidual, float epsilon) {
+  auto types = {dy.element_type(), x.element_type(), y.element_type(), dx->element_type(),
+                dresidual->element_type()};
+  return by_type(types, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    return backward(in<T>(dy), in<T>(x), Mask::kOutput, in<T>(y), scale.typed_data(), nullptr,
+                    mean.typed_data(), var.typed_data(), x.dimensions(), epsilon, out<T>(dx),
+                    dscale->typed_data(), dbias->typed_data(), out<T>(dresidual));
+  });
 }
 
 }  // namespace
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxdlBatchNormForward, ForwardImpl,
                               ffi::Ffi::Bind()
-                                  .Arg<F32>()  // x
+                                  .Arg<Any>()  // x
                                   .Arg<F32>()  // scale
                                   .Arg<F32>()  // bias
-                                  .Ret<F32>()  // y
+                                  .Ret<Any>()  // y
                                   .Ret<F32>()  // mean
                                   .Ret<F32>()  // var
                                   .Attr<float>("epsilon")
@@ -342,11 +476,11 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxdlBatchNormForward, ForwardImpl,
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxdlBatchNormForwardAdd, ForwardAddImpl,
                               ffi::Ffi::Bind()
-                                  .Arg<F32>()  // x
-                                  .Arg<F32>()  // residual
+                                  .Arg<Any>()  // x
+                                  .Arg<Any>()  // residual
                                   .Arg<F32>()  // scale
                                   .Arg<F32>()  // bias
-                                  .Ret<F32>()  // y
+                                  .Ret<Any>()  // y
                                   .Ret<F32>()  // mean
                                   .Ret<F32>()  // var
                                   .Attr<float>("epsilon")
@@ -354,52 +488,52 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxdlBatchNormForwardAdd, ForwardAddImpl,
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxdlBatchNormBackward, BackwardImpl,
                               ffi::Ffi::Bind()
-                                  .Arg<F32>()  // dy
-                                  .Arg<F32>()  // x
+                                  .Arg<Any>()  // dy
+                                  .Arg<Any>()  // x
                                   .Arg<F32>()  // scale
                                   .Arg<F32>()  // mean
                                   .Arg<F32>()  // var
-                                  .Ret<F32>()  // dx
+                                  .Ret<Any>()  // dx
                                   .Ret<F32>()  // dscale
                                   .Ret<F32>()  // dbias
                                   .Attr<float>("epsilon"));
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxdlBatchNormBackwardRelu, BackwardReluImpl,
                               ffi::Ffi::Bind()
-                                  .Arg<F32>()  // dy
-                                  .Arg<F32>()  // x
+                                  .Arg<Any>()  // dy
+                                  .Arg<Any>()  // x
                                   .Arg<F32>()  // scale
                                   .Arg<F32>()  // bias (the ReLU's mask is x * a + b > 0)
                                   .Arg<F32>()  // mean
                                   .Arg<F32>()  // var
-                                  .Ret<F32>()  // dx
+                                  .Ret<Any>()  // dx
                                   .Ret<F32>()  // dscale
                                   .Ret<F32>()  // dbias
                                   .Attr<float>("epsilon"));
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxdlBatchNormBackwardAdd, BackwardAddImpl,
                               ffi::Ffi::Bind()
-                                  .Arg<F32>()  // dy
-                                  .Arg<F32>()  // x
+                                  .Arg<Any>()  // dy
+                                  .Arg<Any>()  // x
                                   .Arg<F32>()  // scale
                                   .Arg<F32>()  // mean
                                   .Arg<F32>()  // var
-                                  .Ret<F32>()  // dx
+                                  .Ret<Any>()  // dx
                                   .Ret<F32>()  // dscale
                                   .Ret<F32>()  // dbias
-                                  .Ret<F32>()  // dresidual
+                                  .Ret<Any>()  // dresidual
                                   .Attr<float>("epsilon"));
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxdlBatchNormBackwardReluAdd, BackwardReluAddImpl,
                               ffi::Ffi::Bind()
-                                  .Arg<F32>()  // dy
-                                  .Arg<F32>()  // x
-                                  .Arg<F32>()  // y, the forward's output (its ReLU mask)
+                                  .Arg<Any>()  // dy
+                                  .Arg<Any>()  // x
+                                  .Arg<Any>()  // y, the forward's output (its ReLU mask)
                                   .Arg<F32>()  // scale
                                   .Arg<F32>()  // mean
                                   .Arg<F32>()  // var
-                                  .Ret<F32>()  // dx
+                                  .Ret<Any>()  // dx
                                   .Ret<F32>()  // dscale
                                   .Ret<F32>()  // dbias
-                                  .Ret<F32>()  // dresidual
+                                  .Ret<Any>()  // dresidual
                                   .Attr<float>("epsilon"));

@@ -15,7 +15,10 @@ residual's gradient) once going back. ResNet-20's train step spends ~80 ms of ~1
 under XLA (`benchmarks.profile_step`; BENCHMARKS.md has the figures).
 
 Used by `jaxdl.nn.BatchNorm` in training under the "onednn" and "auto" layers when the library
-loaded; float32, one device (BatchNorm synchronised across devices stays flax's). Under
+loaded; one device (BatchNorm synchronised across devices stays flax's). The activations and
+their gradients are float32, or all bfloat16 (widened to float32 as they are read, rounded as
+they are written: float32 arithmetic on half the memory traffic); scale, bias and the
+statistics are float32. Under
 `jax.vmap` each call loops over the mapped axis (`vmap_method="sequential"`).
 """
 
@@ -31,20 +34,21 @@ from jaxdl.ops import onednn
 
 
 def _call(target: str, results, *operands, **attributes):
+    """`results`: (shape, dtype) pairs."""
     current = onednn.status()  # registers the kernels with XLA on first use
     if not current.available:
         raise RuntimeError(f"jaxdl: {current.line()}; use fast_cpu.batch_norm_train instead.")
-    shapes = [jax.ShapeDtypeStruct(tuple(shape), jnp.float32) for shape in results]
+    shapes = [jax.ShapeDtypeStruct(tuple(shape), dtype) for shape, dtype in results]
     return jax.ffi.ffi_call(target, shapes, vmap_method="sequential")(*operands, **attributes)
 
 
 def forward(x, scale, bias, residual, epsilon: float, relu: bool):
-    """(y f32[..., C], mean f32[C], var f32[C]) of the fused BatchNorm."""
-    channels = (x.shape[-1],)
+    """(y [..., C] in x's dtype, mean f32[C], var f32[C]) of the fused BatchNorm."""
+    channels = ((x.shape[-1],), jnp.float32)
     operands = (x, scale, bias) if residual is None else (x, residual, scale, bias)
     target = "jaxdl_batch_norm_forward" + ("" if residual is None else "_add")
     return tuple(
-        _call(target, (x.shape, channels, channels), *operands,
+        _call(target, ((x.shape, x.dtype), channels, channels), *operands,
               epsilon=np.float32(epsilon), relu=np.bool_(relu))
     )  # fmt: skip
 
@@ -58,8 +62,9 @@ def backward(
     and from x and `bias` without one (x * a + b > 0, the forward's own arithmetic), which
     spares reading y.
     """
-    channels = (x.shape[-1],)
-    results = (x.shape, channels, channels) + ((x.shape,) if residual else ())
+    channels = ((x.shape[-1],), jnp.float32)
+    activations = (x.shape, x.dtype)
+    results = (activations, channels, channels) + ((activations,) if residual else ())
     if relu and residual:
         operands = (dy, x, y, scale)
     elif relu:
@@ -71,10 +76,11 @@ def backward(
 
 
 def batch_norm_train(x, scale, bias, residual, epsilon: float, relu: bool):
-    """relu?(BatchNorm(x) + residual?) of f32[..., C] with the batch's statistics.
+    """relu?(BatchNorm(x) + residual?) of f32[..., C] (or bf16) with the batch's statistics.
 
-    `residual` is None or an array shaped like x. Returns (y f32[..., C], mean f32[C], var
-    f32[C]); `mean` and `var` are for the running averages and carry no gradient.
+    `residual` is None or an array shaped like x, of its dtype. Returns (y [..., C] in x's
+    dtype, mean f32[C], var f32[C]); `mean` and `var` are for the running averages and carry
+    no gradient.
     """
     if residual is None:
         return _batch_norm(x, scale, bias, float(epsilon), bool(relu))
