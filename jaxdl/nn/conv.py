@@ -85,8 +85,6 @@ def conv_function(layers: str, dtype: Any) -> Callable:
     """The `lax.conv_general_dilated`-compatible function a `Conv` with implementation
     `layers` and this dtype runs (see the module docstring)."""
     impl = check_layer_impl(layers)
-    if onednn_bfloat16(impl, dtype):
-        return onednn.conv_general_dilated if impl == "onednn" else tuning.conv_general_dilated
     if not use_fast_path(impl, dtype):
         return jax.lax.conv_general_dilated
     if impl == "onednn":

@@ -76,9 +76,14 @@ class Status:
     version: str = ""  # oneDNN's, e.g. "3.2.0"
     isa: str = ""  # the instruction set oneDNN dispatches to, e.g. "avx512_core_bf16"
 
+    @property
+    def bfloat16(self) -> bool:
+        """Whether oneDNN runs bfloat16 convolutions on this CPU's own bfloat16 instructions."""
+        return self.available and self.isa in BFLOAT16_ISAS
+
     def line(self) -> str:
         if self.available:
-            bf16 = "with" if self.isa in BFLOAT16_ISAS else "without"
+            bf16 = "with" if self.bfloat16 else "without"
             return (
                 f"oneDNN {self.version} kernels on {self.isa}, {bf16} bfloat16 convolutions "
                 f"({self.reason})"
@@ -126,8 +131,7 @@ def status() -> Status:
 def native_bfloat16() -> bool:
     """Whether the library loaded and oneDNN runs bfloat16 convolutions on this CPU's own
     bfloat16 instructions (`BFLOAT16_ISAS`)."""
-    current = status()
-    return current.available and current.isa in BFLOAT16_ISAS
+    return status().bfloat16
 
 
 @functools.cache
